@@ -1,0 +1,202 @@
+"""Per-frame results as JSON Lines: one JSON object per frame, flushed per line.
+
+Schema of one line (coordinates in image pixels, times in seconds or ms)::
+
+    {"frame": 12,                       # Frame.index
+     "pts": 1.2,                        # Frame.pts_s, seconds, 6 decimals
+     "source": "video.mp4",             # Frame.source_id
+     "image_size": [576, 768],          # [H, W]
+     "instances": [
+       {"track_id": 3,                  # -1 if untracked
+        "category_id": 1,               # the model's label (COCO category id for COCO models)
+        "label": "person",              # categories[category_id]
+        "score": 0.9871,                # 4 decimals
+        "bbox": [x, y, w, h],           # COCO xywh, float pixels, 2 decimals
+        "segmentation": {"size": [H, W], "counts": "..."},  # COCO RLE, if the model has masks
+        "keypoints": [x1, y1, 2, ...],  # COCO 17 x (x, y, v), v = 2; if keypoints exist
+        "keypoint_scores": [...]},      # 17 floats (heatmap logits)
+     ],
+     "timings_ms": {"decode": 2.113, "model": 151.2}}
+
+The RLE is ``pycocotools.mask.encode`` of the full-size binary mask
+(probability > 0.5, pasted as torchvision's ``paste_masks_in_image``), so
+``pycocotools.mask.decode`` gives back exactly
+:func:`streamseg.postprocess.paste_masks` for that instance.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_util
+
+from streamseg.errors import SinkError
+from streamseg.postprocess import paste_mask_in_box
+from streamseg.types import FrameResult, Instances
+
+__all__ = ["JsonlWriter", "result_to_dict", "read_jsonl", "MASK_THRESHOLD"]
+
+#: Mask probability above which a pixel is inside the instance (torchvision's convention).
+MASK_THRESHOLD = 0.5
+#: COCO keypoint visibility flag written for every predicted keypoint ("labeled and visible").
+_VISIBLE = 2
+
+
+def _rle(mask: np.ndarray, box: np.ndarray, image_size: tuple[int, int]) -> dict[str, Any]:
+    """COCO RLE of one box-frame mask pasted into the full image (prob > 0.5)."""
+    h, w = image_size
+    full = np.zeros((h, w), dtype=np.uint8, order="F")
+    (y0, y1, x0, x1), region = paste_mask_in_box(mask, box, image_size)
+    if region.size:
+        full[y0:y1, x0:x1] = region > MASK_THRESHOLD
+    rle = mask_util.encode(full)
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _instance_dict(inst: Instances, i: int, categories: Sequence[str]) -> dict[str, Any]:
+    """The JSON object of instance ``i`` of ``inst``."""
+    x1, y1, x2, y2 = (float(v) for v in inst.boxes[i])
+    label = int(inst.labels[i])
+    out: dict[str, Any] = {
+        "track_id": int(inst.track_ids[i]),
+        "category_id": label,
+        "label": categories[label] if 0 <= label < len(categories) else str(label),
+        "score": round(float(inst.scores[i]), 4),
+        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+    }
+    if inst.masks is not None:
+        out["segmentation"] = _rle(inst.masks[i], inst.boxes[i], inst.image_size)
+    if inst.keypoints is not None and not np.isnan(inst.keypoints[i]).any():
+        kps = inst.keypoints[i]
+        out["keypoints"] = [v for x, y, _ in kps for v in (round(float(x), 2), round(float(y), 2), _VISIBLE)]
+        out["keypoint_scores"] = [round(float(s), 4) for s in kps[:, 2]]
+    return out
+
+
+def result_to_dict(result: FrameResult, categories: Sequence[str]) -> dict[str, Any]:
+    """Convert one frame's result to the JSON-ready dict of the module's schema.
+
+    Args:
+        result: the frame, its instances (N) and stage timings.
+        categories: class names indexed by label (e.g. ``COCO_CATEGORIES``); a
+            label outside the list is written as its number.
+
+    Returns:
+        A dict of plain Python types (int, float, str, list, dict), ready for
+        ``json.dumps``. Keypoints are left out for instances whose keypoint row
+        holds NaN; ``segmentation`` is left out when the model has no masks.
+    """
+    frame, inst = result.frame, result.instances
+    return {
+        "frame": int(frame.index),
+        "pts": round(float(frame.pts_s), 6),
+        "source": frame.source_id,
+        "image_size": [int(inst.image_size[0]), int(inst.image_size[1])],
+        "instances": [_instance_dict(inst, i, categories) for i in range(len(inst))],
+        "timings_ms": {str(k): round(float(v), 3) for k, v in result.timings_ms.items()},
+    }
+
+
+class JsonlWriter:
+    """Write one JSON line per frame, flushed after every line.
+
+    An interrupted run leaves a file of complete, valid lines. Use it as a
+    context manager, or call :meth:`close`.
+
+    Args:
+        path: output file (created or truncated; its folder must exist).
+        categories: class names indexed by label, for the ``label`` field.
+
+    Attributes:
+        frames_written: lines written so far.
+
+    Raises:
+        SinkError: the file cannot be created.
+    """
+
+    def __init__(self, path: str | Path, *, categories: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.categories = tuple(categories)
+        self.frames_written = 0
+        try:
+            self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        except OSError as e:
+            raise SinkError(f"cannot write results {self.path}: {e.strerror or e}") from e
+
+    def write(self, result: FrameResult) -> None:
+        """Append the line of one frame and flush it to the OS.
+
+        Raises:
+            SinkError: the writer is closed, or writing failed (e.g. disk full).
+        """
+        if self._file.closed:
+            raise SinkError(f"cannot write to {self.path}: the writer is closed")
+        line = json.dumps(result_to_dict(result, self.categories), separators=(",", ":"), allow_nan=False)
+        try:
+            self._file.write(line + "\n")
+            self._file.flush()
+        except OSError as e:
+            raise SinkError(f"cannot write results {self.path}: {e.strerror or e}") from e
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Close the file (idempotent).
+
+        Raises:
+            SinkError: the final flush failed.
+        """
+        if self._file.closed:
+            return
+        try:
+            self._file.close()
+        except OSError as e:
+            raise SinkError(f"cannot write results {self.path}: {e.strerror or e}") from e
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has been called."""
+        return self._file.closed
+
+    def __enter__(self) -> JsonlWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield the per-frame dicts of a JSONL results file, in order.
+
+    Blank lines are skipped. A last line without its newline that does not
+    parse (a run killed mid-write) is skipped too.
+
+    Args:
+        path: a file written by :class:`JsonlWriter`.
+
+    Yields:
+        One dict per frame, in the module's schema.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: a line is not valid JSON (the message gives ``path:line``).
+    """
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as e:
+                if not line.endswith("\n"):
+                    return  # an interrupted last write
+                raise ValueError(f"{path}:{number}: not valid JSON ({e.msg})") from e

@@ -1,0 +1,238 @@
+"""Annotated video output: H.264 in MP4 with PyAV, timed from each frame's pts.
+
+The file plays in browsers: H.264 High profile, yuv420p (4:2:0, 8 bit),
+BT.709 limited-range colour (converted and tagged), and ``movflags=+faststart``
+so the index (moov atom) comes first and playback can start before the whole
+file has downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import numpy as np
+
+from streamseg.errors import SinkError
+
+__all__ = ["VideoWriter"]
+
+#: The MPEG 90 kHz clock: the time base used when it represents 1 / fps exactly.
+_BASE_CLOCK = 90_000
+#: Largest time base denominator we use (the MP4 timescale is 32 bit).
+_MAX_CLOCK = 10_000_000
+#: Nominal rate given to the encoder's rate control when the fps is unknown (frames/s).
+_NOMINAL_FPS = 30
+#: AVCOL_PRI_BT709 / AVCOL_TRC_BT709 / AVCOL_SPC_BT709 and AVCOL_RANGE_MPEG (libavutil/pixfmt.h).
+_BT709 = 1
+_RANGE_MPEG = 1
+
+
+def _reason(e: Exception) -> str:
+    """The human part of an OS or PyAV error (``strerror`` without errno and path)."""
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+def _as_fraction(fps: Fraction | float | int | None) -> Fraction | None:
+    """``fps`` as an exact Fraction (floats such as 29.97002997 become 30000/1001)."""
+    if fps is None:
+        return None
+    fps = Fraction(fps) if isinstance(fps, (int, Fraction)) else Fraction(fps).limit_denominator(1001)
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return fps
+
+
+class VideoWriter:
+    """Write RGB frames to an H.264 MP4 file, keeping each frame's presentation time.
+
+    Each frame's pts is its ``pts_s`` minus the first frame's ``pts_s``, in a fine
+    time base (1/90000 s, or a multiple of it that represents 1/fps exactly),
+    so output timing equals input timing, variable frame rate included. A pts
+    that does not increase is nudged to the previous one + 1 tick.
+
+    Odd sizes: H.264 4:2:0 needs an even width and height, so an odd width or
+    height is padded by one pixel on the right or bottom, replicating the edge
+    pixels (nothing is cropped). The output is then (width + width % 2) x
+    (height + height % 2); see :attr:`out_width`, :attr:`out_height`.
+
+    The file is a valid, playable MP4 once :meth:`close` returns (also when it is
+    called after a failure part-way through). The file and its header are written
+    when the writer is created; a writer closed before any frame leaves an MP4
+    whose video track is empty (players see no video). Use it as a context manager.
+
+    Args:
+        path: output file (``.mp4``); its folder must exist.
+        width: frame width in pixels, >= 1.
+        height: frame height in pixels, >= 1.
+        fps: nominal frame rate in frames per second (the input's average rate);
+            the output stream's average rate. None if unknown (variable rate).
+        codec: FFmpeg encoder name.
+        crf: x264 constant rate factor (0 = lossless ... 51; 23 is x264's default).
+        preset: x264 speed preset (``ultrafast`` ... ``veryslow``).
+
+    Attributes:
+        frames_written: frames passed to the encoder so far.
+
+    Raises:
+        SinkError: the file cannot be created or the encoder cannot be set up.
+        ValueError: ``width``, ``height`` or ``fps`` is not positive.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        width: int,
+        height: int,
+        fps: Fraction | float | None,
+        codec: str = "libx264",
+        crf: int = 23,
+        preset: str = "veryfast",
+    ) -> None:
+        if width < 1 or height < 1:
+            raise ValueError(f"width and height must be >= 1, got {width}x{height}")
+        self.path = Path(path)
+        self.width, self.height = int(width), int(height)
+        self.out_width, self.out_height = self.width + self.width % 2, self.height + self.height % 2
+        self.fps = _as_fraction(fps)
+        self.frames_written = 0
+        clock = _BASE_CLOCK if self.fps is None else math.lcm(_BASE_CLOCK, self.fps.numerator)
+        self.time_base = Fraction(1, clock if clock <= _MAX_CLOCK else _BASE_CLOCK)
+        self._first_pts_s: float | None = None
+        self._last_pts: int | None = None
+        self._closed = False
+        if self.path.is_dir():
+            raise SinkError(f"cannot write video {self.path}: it is a directory")
+        if not self.path.parent.is_dir():
+            raise SinkError(f"cannot write video {self.path}: folder {self.path.parent} does not exist")
+        try:
+            self._container = av.open(
+                str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"}
+            )
+        except (av.FFmpegError, OSError) as e:
+            raise SinkError(f"cannot write video {self.path}: {_reason(e)}") from e
+        try:
+            self._stream = self._open_encoder(codec, crf, preset)
+        except (av.FFmpegError, ValueError) as e:
+            self._abort()
+            raise SinkError(
+                f"cannot set up encoder {codec!r} (crf={crf}, preset={preset!r}) "
+                f"for {self.path}: {_reason(e)}"
+            ) from e
+        try:
+            # Create the file and write the header now, so a bad path fails here and
+            # close() always leaves a complete MP4 file.
+            self._container.start_encoding()
+        except (av.FFmpegError, OSError) as e:
+            self._abort()
+            raise SinkError(f"cannot write video {self.path}: {_reason(e)}") from e
+
+    def _open_encoder(self, codec: str, crf: int, preset: str) -> av.VideoStream:
+        """Add the video stream and open its encoder (H.264 High, yuv420p, BT.709 tags)."""
+        try:
+            stream = self._container.add_stream(
+                codec,
+                rate=self.fps or _NOMINAL_FPS,
+                options={"crf": str(crf), "preset": preset, "profile": "high"},
+            )
+        except av.codec.codec.UnknownCodecError:
+            raise ValueError(f"FFmpeg has no encoder named {codec!r}") from None
+        stream.width, stream.height = self.out_width, self.out_height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = self.time_base
+        ctx = stream.codec_context
+        ctx.time_base = self.time_base
+        ctx.color_primaries, ctx.color_trc, ctx.colorspace = _BT709, _BT709, _BT709
+        ctx.color_range = _RANGE_MPEG
+        ctx.open()
+        return stream
+
+    def _abort(self) -> None:
+        """Close the container after a failed set-up, ignoring errors."""
+        self._closed = True
+        with contextlib.suppress(av.FFmpegError, OSError):
+            self._container.close()
+
+    def write(self, image: np.ndarray, pts_s: float) -> None:
+        """Encode one frame.
+
+        Args:
+            image: (height, width, 3) uint8 RGB.
+            pts_s: presentation time in seconds (any origin: the first frame
+                written is time 0).
+
+        Raises:
+            ValueError: ``image`` is not (height, width, 3) uint8.
+            SinkError: the writer is closed, or encoding or writing failed.
+        """
+        if self._closed:
+            raise SinkError(f"cannot write to {self.path}: the writer is closed")
+        image = np.asarray(image)
+        if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
+            raise ValueError(
+                f"image must be ({self.height}, {self.width}, 3) uint8, got {image.shape} {image.dtype}"
+            )
+        if self.out_width != self.width or self.out_height != self.height:
+            pad = ((0, self.out_height - self.height), (0, self.out_width - self.width), (0, 0))
+            image = np.pad(image, pad, mode="edge")
+        if self._first_pts_s is None:
+            self._first_pts_s = float(pts_s)
+        pts = round((float(pts_s) - self._first_pts_s) / self.time_base)
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame = frame.reformat(format="yuv420p", dst_colorspace="itu709", dst_color_range="MPEG")
+        frame.pts, frame.time_base = pts, self.time_base
+        if self.fps is not None:
+            frame.duration = round(1 / (self.fps * self.time_base))
+        elif self._last_pts is not None:
+            frame.duration = pts - self._last_pts  # the last frame lasts as long as the one before
+        self._last_pts = pts
+        try:
+            self._container.mux(self._stream.encode(frame))
+        except (av.FFmpegError, OSError) as e:
+            raise SinkError(f"cannot write video {self.path}: {_reason(e)}") from e
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file (idempotent).
+
+        Raises:
+            SinkError: flushing or finishing the file failed.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._container.mux(self._stream.encode(None))
+        except (av.FFmpegError, OSError) as e:
+            raise SinkError(f"cannot finish video {self.path}: {_reason(e)}") from e
+        finally:
+            try:
+                self._container.close()
+            except (av.FFmpegError, OSError) as e:
+                raise SinkError(f"cannot finish video {self.path}: {_reason(e)}") from e
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has been called."""
+        return self._closed
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"VideoWriter({str(self.path)!r}, {self.out_width}x{self.out_height}, fps={self.fps})"

@@ -1,0 +1,265 @@
+"""Sinks: H.264 MP4 written with PyAV and read back; JSONL with COCO RLE masks."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from pycocotools import mask as mask_util
+
+from streamseg.errors import SinkError
+from streamseg.models.coco import COCO_CATEGORIES
+from streamseg.postprocess import paste_masks
+from streamseg.sinks import JsonlWriter, VideoWriter, read_jsonl, result_to_dict
+from streamseg.sources import VideoFileSource
+from streamseg.types import Frame, FrameResult, Instances
+from tests.conftest import data_path
+
+
+def gradient(height: int, width: int, shift: int = 0) -> np.ndarray:
+    """A smooth (H, W, 3) uint8 RGB test picture that survives lossy coding."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    return np.stack(
+        [(xx * 255 // width + shift) % 256, yy * 255 // height, np.full_like(xx, 128)], axis=-1
+    ).astype(np.uint8)
+
+
+def decode(path: Path) -> tuple[av.video.stream.VideoStream, list[float], list[np.ndarray]]:
+    """Stream info, pts in seconds from the stream start, and RGB frames of a video."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        start = stream.start_time or 0
+        pts, images = [], []
+        for frame in container.decode(stream):
+            pts.append(float((frame.pts - start) * stream.time_base))
+            images.append(frame.to_ndarray(format="rgb24"))
+        return stream, pts, images
+
+
+# -- VideoWriter ---------------------------------------------------------------------------
+
+
+def test_video_round_trip_keeps_size_rate_and_timing(tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    image = gradient(576, 768)
+    with VideoWriter(out, width=768, height=576, fps=Fraction(10)) as writer:
+        for k in range(30):
+            writer.write(image, pts_s=k / 10)
+    assert writer.frames_written == 30 and writer.closed
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.profile == "High"
+        assert stream.format.name == "yuv420p"
+        assert (stream.width, stream.height) == (768, 576)
+        assert stream.average_rate == 10
+        assert stream.frames == 30
+    _, pts, images = decode(out)
+    assert len(pts) == 30
+    np.testing.assert_allclose(pts, np.arange(30) / 10, atol=1e-3)
+    assert np.abs(images[0].astype(int) - image).mean() < 3  # colours survive (BT.709 tagged)
+    data = out.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # +faststart: the index comes first
+
+
+def test_video_round_trip_of_real_frames_with_their_timestamps(tmp_path: Path) -> None:
+    source = VideoFileSource(data_path("videos", "vtest.avi"), max_frames=30)
+    out = tmp_path / "vtest.mp4"
+    with source:
+        info = source.info
+        assert info is not None
+        with VideoWriter(out, width=info.width, height=info.height, fps=info.fps) as writer:
+            inputs = [(f.pts_s, f.image) for f in source]
+            for pts_s, image in inputs:
+                writer.write(image, pts_s)
+    stream, pts, images = decode(out)
+    assert stream.average_rate == 10 and len(pts) == 30
+    np.testing.assert_allclose(pts, [p for p, _ in inputs], atol=1e-3)
+    assert np.abs(images[15].astype(int) - inputs[15][1]).mean() < 6
+
+
+def test_variable_frame_rate_timing_is_kept(tmp_path: Path) -> None:
+    out = tmp_path / "vfr.mp4"
+    times = [5.0, 5.04, 5.1, 5.3, 5.31, 5.5, 5.52, 5.9, 6.0, 6.5]  # origin: the first frame
+    with VideoWriter(out, width=64, height=48, fps=None) as writer:
+        for k, t in enumerate(times):
+            writer.write(gradient(48, 64, shift=20 * k), t)
+    _, pts, _ = decode(out)
+    np.testing.assert_allclose(pts, np.array(times) - times[0], atol=1e-3)
+
+
+def test_ntsc_rate_is_exact(tmp_path: Path) -> None:
+    out = tmp_path / "ntsc.mp4"
+    fps = Fraction(30000, 1001)
+    with VideoWriter(out, width=64, height=48, fps=29.97002997) as writer:  # a float works too
+        assert writer.fps == fps
+        for k in range(12):
+            writer.write(gradient(48, 64), float(k / fps))
+    stream, pts, _ = decode(out)
+    assert stream.average_rate == fps
+    np.testing.assert_allclose(pts, [float(k / fps) for k in range(12)], atol=1e-3)
+
+
+def test_non_increasing_pts_are_nudged(tmp_path: Path) -> None:
+    out = tmp_path / "nudge.mp4"
+    with VideoWriter(out, width=64, height=48, fps=10) as writer:
+        for t in [0.0, 0.1, 0.1, 0.05, 0.2]:
+            writer.write(gradient(48, 64), t)
+    _, pts, _ = decode(out)
+    assert len(pts) == 5 and all(a < b for a, b in zip(pts, pts[1:], strict=False))
+    assert pts[1] == pytest.approx(0.1, abs=1e-3) and pts[4] == pytest.approx(0.2, abs=1e-3)
+
+
+def test_odd_size_is_padded_by_edge_replication(tmp_path: Path) -> None:
+    out = tmp_path / "odd.mp4"
+    image = gradient(273, 641)
+    with VideoWriter(out, width=641, height=273, fps=25) as writer:
+        assert (writer.out_width, writer.out_height) == (642, 274)
+        for k in range(3):
+            writer.write(image, k / 25)
+    stream, _, images = decode(out)
+    assert (stream.width, stream.height) == (642, 274)
+    got = images[0].astype(int)
+    assert np.abs(got[:273, :641] - image).mean() < 3  # nothing cropped or shifted
+    assert np.abs(got[:273, 641] - image[:, 640]).mean() < 3  # right column repeats the edge
+    assert np.abs(got[273, :641] - image[272]).mean() < 3  # bottom row repeats the edge
+
+
+def test_close_after_partial_writing_gives_a_playable_file(tmp_path: Path) -> None:
+    out = tmp_path / "partial.mp4"
+    writer = VideoWriter(out, width=128, height=96, fps=25)
+    with pytest.raises(RuntimeError, match="pipeline failed"):
+        with writer:
+            for k in range(7):
+                writer.write(gradient(96, 128, shift=k), k / 25)
+            raise RuntimeError("pipeline failed")
+    writer.close()  # idempotent
+    _, pts, _ = decode(out)
+    assert len(pts) == 7
+    with pytest.raises(SinkError, match="closed"):
+        writer.write(gradient(96, 128), 1.0)
+
+
+def test_video_writer_errors(tmp_path: Path) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    with pytest.raises(SinkError, match="cannot write video"):
+        VideoWriter(blocker / "out.mp4", width=64, height=48, fps=10)
+    with pytest.raises(SinkError, match="is a directory"):
+        VideoWriter(tmp_path, width=64, height=48, fps=10)
+    with pytest.raises(SinkError, match="no encoder named 'nope'"):
+        VideoWriter(tmp_path / "x.mp4", width=64, height=48, fps=10, codec="nope")
+    with VideoWriter(tmp_path / "y.mp4", width=64, height=48, fps=10) as writer:
+        with pytest.raises(ValueError, match=r"\(48, 64, 3\) uint8"):
+            writer.write(np.zeros((48, 65, 3), np.uint8), 0.0)
+        with pytest.raises(ValueError):
+            writer.write(np.zeros((48, 64, 3), np.float32), 0.0)
+
+
+# -- JsonlWriter ---------------------------------------------------------------------------
+
+H, W = 120, 160
+
+
+def make_result(index: int, *, masks: bool = True, keypoints: bool = True) -> FrameResult:
+    rng = np.random.default_rng(index)
+    boxes = np.array(
+        [[10.25, 20.5, 60.75, 100.0], [-15.0, 90.0, 40.0, 140.0], [150.0, 5.0, 158.5, 9.0]], np.float32
+    )
+    kps = np.zeros((3, 17, 3), np.float32)
+    kps[:, :, 0] = rng.uniform(0, W, (3, 17))
+    kps[:, :, 1] = rng.uniform(0, H, (3, 17))
+    kps[:, :, 2] = rng.normal(3, 2, (3, 17))
+    kps[1] = np.nan  # e.g. a car: no keypoints for this instance
+    instances = Instances(
+        image_size=(H, W),
+        boxes=boxes,
+        scores=np.array([0.98765, 0.5, 0.12345], np.float32),
+        labels=np.array([1, 3, 2]),
+        masks=rng.uniform(0, 1, (3, 28, 28)).astype(np.float32) if masks else None,
+        keypoints=kps if keypoints else None,
+        track_ids=np.array([7, -1, 12]),
+    )
+    frame = Frame("cam.mp4", index, index / 30, 0.0, np.zeros((H, W, 3), np.uint8))
+    return FrameResult(frame, instances, {"decode": 1.23456, "model": 100.0})
+
+
+# pycocotools 2.0.x's decode passes copy=False to numpy 2 (its own warning, not ours).
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+def test_jsonl_lines_rle_boxes_and_keypoints(tmp_path: Path) -> None:
+    out = tmp_path / "results.jsonl"
+    results = [make_result(k) for k in range(3)]
+    with JsonlWriter(out, categories=COCO_CATEGORIES) as writer:
+        for k, result in enumerate(results):
+            writer.write(result)
+            lines = out.read_text().splitlines()  # flushed line by line, before close()
+            assert len(lines) == k + 1
+            json.loads(lines[-1])
+    assert writer.frames_written == 3
+
+    rows = list(read_jsonl(out))
+    assert rows == [result_to_dict(r, COCO_CATEGORIES) for r in results]
+    row, result = rows[1], results[1]
+    inst = result.instances
+    assert row["frame"] == 1 and row["pts"] == round(1 / 30, 6) and row["source"] == "cam.mp4"
+    assert row["image_size"] == [H, W]
+    assert row["timings_ms"] == {"decode": 1.235, "model": 100.0}
+    full = paste_masks(inst.masks, inst.boxes, (H, W))
+    for i, obj in enumerate(row["instances"]):
+        assert obj["track_id"] == int(inst.track_ids[i])
+        assert obj["category_id"] == int(inst.labels[i])
+        assert obj["label"] == COCO_CATEGORIES[int(inst.labels[i])]
+        assert obj["score"] == round(float(inst.scores[i]), 4)
+        x1, y1, x2, y2 = inst.boxes[i].tolist()
+        assert obj["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1], abs=0.005)
+        seg = obj["segmentation"]
+        assert seg["size"] == [H, W] and isinstance(seg["counts"], str)
+        decoded = mask_util.decode({"size": seg["size"], "counts": seg["counts"].encode()})
+        np.testing.assert_array_equal(decoded.astype(bool), full[i])
+    assert [o["label"] for o in row["instances"]] == ["person", "car", "bicycle"]
+    assert row["instances"][0]["bbox"] == [10.25, 20.5, 50.5, 79.5]
+    assert full[1].any() and not full[1][:, -1].any()  # partly outside: clipped, not dropped
+
+    with_kps, no_kps = row["instances"][0], row["instances"][1]
+    assert "keypoints" not in no_kps and "keypoint_scores" not in no_kps
+    kps = np.array(with_kps["keypoints"]).reshape(17, 3)
+    np.testing.assert_allclose(kps[:, :2], inst.keypoints[0, :, :2], atol=0.005)
+    assert (kps[:, 2] == 2).all()
+    np.testing.assert_allclose(with_kps["keypoint_scores"], inst.keypoints[0, :, 2], atol=5e-5)
+
+
+def test_jsonl_without_masks_or_keypoints_and_empty_frames(tmp_path: Path) -> None:
+    row = result_to_dict(make_result(0, masks=False, keypoints=False), COCO_CATEGORIES)
+    assert all("segmentation" not in o and "keypoints" not in o for o in row["instances"])
+    frame = Frame("x", 0, 0.0, 0.0, np.zeros((H, W, 3), np.uint8))
+    empty = FrameResult(frame, Instances.empty((H, W)))
+    assert result_to_dict(empty, COCO_CATEGORIES)["instances"] == []
+    odd = make_result(0).instances.replace(labels=np.array([1, 3, 95]))
+    row = result_to_dict(FrameResult(frame, odd), COCO_CATEGORIES)
+    assert row["instances"][2]["label"] == "95"  # outside the category list: its number
+
+
+def test_jsonl_interrupted_last_line_and_errors(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    writer = JsonlWriter(out, categories=COCO_CATEGORIES)
+    writer.write(make_result(0))
+    writer.close()
+    writer.close()  # idempotent
+    with pytest.raises(SinkError, match="closed"):
+        writer.write(make_result(1))
+    with out.open("a") as f:
+        f.write('{"frame": 1, "pts"')  # a run killed mid-write
+    assert [r["frame"] for r in read_jsonl(out)] == [0]
+    with out.open("a") as f:
+        f.write("\n")
+    with pytest.raises(ValueError, match=r"r\.jsonl:2"):
+        list(read_jsonl(out))
+
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("")
+    with pytest.raises(SinkError, match="cannot write results"):
+        JsonlWriter(blocker / "r.jsonl", categories=COCO_CATEGORIES)
