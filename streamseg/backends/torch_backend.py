@@ -101,6 +101,7 @@ class TorchBackend:
         keypoints: bool = False,
         seed: int = 0,
         allow_download: bool = True,
+        detections_per_img: int = 100,
     ) -> None:
         """Build the model(s) and load the weights.
 
@@ -120,6 +121,8 @@ class TorchBackend:
                 looked up from the registry.
             seed: torch seed for random weights.
             allow_download: allow downloading missing registry weights.
+            detections_per_img: at most this many detections per image and model, the
+                most confident (torchvision's ``box_detections_per_img``, default 100).
 
         Raises:
             ConfigError: unknown model, invalid device string, threshold or size.
@@ -131,6 +134,8 @@ class TorchBackend:
             raise ConfigError(f"score_thresh must be in [0, 1], got {score_thresh}")
         if int(min_size) < 32:
             raise ConfigError(f"min_size must be at least 32 pixels, got {min_size}")
+        if int(detections_per_img) < 1:
+            raise ConfigError(f"detections_per_img must be at least 1, got {detections_per_img}")
         dev = _resolve_device(device)
         self.spec: ModelSpec = spec
         self.model_name = spec.name
@@ -147,6 +152,7 @@ class TorchBackend:
             "min_size": self.min_size,
             "max_size": self.max_size,
             "allow_download": allow_download,
+            "detections_per_img": int(detections_per_img),
         }
         self.model, self.random_weights = load_model(spec, weights, **common)
         self.keypoint_model: torch.nn.Module | None = None

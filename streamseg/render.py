@@ -1,0 +1,218 @@
+"""Pure drawing functions: each returns a new image and never touches its inputs.
+
+What is drawn per instance: a translucent mask with an outline, the box, a label
+("person 0.92 #7": class, score, track ID), and for persons with keypoints the
+COCO skeleton. A small HUD (heads-up display) in the top-left corner shows text
+lines such as fps and frame latency.
+
+Colours: by track ID when the instance is tracked (stable across frames), else
+by class, from a fixed palette. All colours are RGB, like the images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from streamseg.models.coco import COCO_SKELETON
+from streamseg.postprocess import paste_mask_in_box
+from streamseg.types import Instances
+
+__all__ = ["RenderOptions", "render", "draw_hud", "color_for", "PALETTE"]
+
+#: 20 distinct RGB colours (Tableau 20, reordered so neighbours differ strongly).
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
+    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
+)  # fmt: skip
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderOptions:
+    """What to draw and how.
+
+    Attributes:
+        masks: fill masks translucently.
+        outlines: draw mask outlines.
+        boxes: draw boxes.
+        labels: draw "class score" labels.
+        track_ids: append "#ID" to labels of tracked instances.
+        keypoints: draw keypoints and the COCO skeleton.
+        mask_alpha: mask opacity in [0, 1].
+        mask_thresh: mask probability above which a pixel is inside (torchvision: 0.5).
+        keypoint_thresh: keypoint score (heatmap logit) above which a keypoint is
+            drawn; Detectron2's visualizer uses 0.05.
+        line_width: box, outline and limb width in pixels; 0 picks one from the image size.
+    """
+
+    masks: bool = True
+    outlines: bool = True
+    boxes: bool = True
+    labels: bool = True
+    track_ids: bool = True
+    keypoints: bool = True
+    mask_alpha: float = 0.45
+    mask_thresh: float = 0.5
+    keypoint_thresh: float = 0.05
+    line_width: int = 0
+
+
+def color_for(label: int, track_id: int = -1) -> tuple[int, int, int]:
+    """RGB colour of an instance: by track ID when tracked (``track_id >= 0``), else by class label."""
+    key = int(track_id) * 7 + 3 if track_id >= 0 else int(label)
+    return PALETTE[key % len(PALETTE)]
+
+
+def _line_width(image: np.ndarray, options: RenderOptions) -> int:
+    if options.line_width > 0:
+        return options.line_width
+    return max(1, round(min(image.shape[:2]) / 360))
+
+
+def render(
+    image: np.ndarray,
+    instances: Instances,
+    *,
+    categories: Sequence[str],
+    options: RenderOptions | None = None,
+    hud: Sequence[str] = (),
+) -> np.ndarray:
+    """Draw instances (and an optional HUD) on a copy of ``image``.
+
+    Args:
+        image: (H, W, 3) uint8 RGB; not modified.
+        instances: instances in ``image`` pixels (``instances.image_size`` must be (H, W)).
+        categories: class names indexed by label.
+        options: what to draw; defaults to :class:`RenderOptions()`.
+        hud: text lines for the top-left heads-up display (e.g. "12.5 fps").
+
+    Returns:
+        A new (H, W, 3) uint8 RGB image.
+
+    Raises:
+        ValueError: if the image is not (H, W, 3) uint8 or its size differs from ``instances.image_size``.
+    """
+    opts = options or RenderOptions()
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    if tuple(image.shape[:2]) != tuple(instances.image_size):
+        raise ValueError(f"image size {image.shape[:2]} differs from instances.image_size {instances.image_size}")
+    out = image.copy()
+    lw = _line_width(out, opts)
+    h, w = out.shape[:2]
+    # Draw low scores first so the most confident instances end on top.
+    order = np.argsort(instances.scores, kind="stable")
+    for i in order:
+        color = color_for(int(instances.labels[i]), int(instances.track_ids[i]))
+        box = instances.boxes[i]
+        if instances.masks is not None and (opts.masks or opts.outlines):
+            _draw_mask(out, instances.masks[i], box, color, opts, lw)
+        if opts.boxes:
+            x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+            cv2.rectangle(out, (x1, y1), (x2, y2), color, lw, cv2.LINE_AA)
+        if instances.keypoints is not None and opts.keypoints:
+            _draw_skeleton(out, instances.keypoints[i], color, opts, lw)
+    if opts.labels:
+        for i in order:
+            color = color_for(int(instances.labels[i]), int(instances.track_ids[i]))
+            _draw_label(out, _label_text(instances, i, categories, opts), instances.boxes[i], color, (h, w))
+    if hud:
+        out = draw_hud(out, hud, inplace=True)
+    return out
+
+
+def _label_text(instances: Instances, i: int, categories: Sequence[str], opts: RenderOptions) -> str:
+    label = int(instances.labels[i])
+    name = categories[label] if 0 <= label < len(categories) else str(label)
+    text = f"{name} {float(instances.scores[i]):.2f}"
+    if opts.track_ids and instances.track_ids[i] >= 0:
+        text += f" #{int(instances.track_ids[i])}"
+    return text
+
+
+def _draw_mask(
+    out: np.ndarray, mask: np.ndarray, box: np.ndarray, color: tuple[int, int, int], opts: RenderOptions, lw: int
+) -> None:
+    (y0, y1, x0, x1), probs = paste_mask_in_box(mask, box, out.shape[:2])
+    if probs.size == 0:
+        return
+    inside = probs > opts.mask_thresh
+    if not inside.any():
+        return
+    view = out[y0:y1, x0:x1]
+    if opts.masks and opts.mask_alpha > 0:
+        blended = view[inside].astype(np.float32) * (1.0 - opts.mask_alpha) + np.float32(opts.mask_alpha) * np.asarray(
+            color, np.float32
+        )
+        view[inside] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    if opts.outlines:
+        contours, _ = cv2.findContours(inside.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(view, contours, -1, color, lw, cv2.LINE_AA)
+
+
+def _draw_skeleton(
+    out: np.ndarray, kps: np.ndarray, color: tuple[int, int, int], opts: RenderOptions, lw: int
+) -> None:
+    if np.isnan(kps).all():
+        return
+    ok = np.isfinite(kps).all(axis=1) & (kps[:, 2] > opts.keypoint_thresh)
+    pts = [(int(round(float(x))), int(round(float(y)))) for x, y, _ in kps]
+    for a, b in COCO_SKELETON:
+        if ok[a] and ok[b]:
+            cv2.line(out, pts[a], pts[b], color, lw + 1, cv2.LINE_AA)
+    for k in np.flatnonzero(ok):
+        cv2.circle(out, pts[k], lw + 2, (255, 255, 255), -1, cv2.LINE_AA)
+        cv2.circle(out, pts[k], lw + 2, color, max(1, lw // 2), cv2.LINE_AA)
+
+
+def _draw_label(
+    out: np.ndarray, text: str, box: np.ndarray, color: tuple[int, int, int], size: tuple[int, int]
+) -> None:
+    h, w = size
+    scale = max(0.4, min(h, w) / 900)
+    thickness = max(1, round(scale * 1.5))
+    (tw, th), base = cv2.getTextSize(text, _FONT, scale, thickness)
+    x = int(np.clip(float(box[0]), 0, max(0, w - tw - 4)))
+    y = int(float(box[1]))
+    top = y - th - base - 4
+    if top < 0:  # no room above the box: put the label inside it
+        top = max(0, y)
+    cv2.rectangle(out, (x, top), (x + tw + 4, top + th + base + 4), color, -1)
+    text_color = (0, 0, 0) if sum(color) > 382 else (255, 255, 255)
+    cv2.putText(out, text, (x + 2, top + th + 2), _FONT, scale, text_color, thickness, cv2.LINE_AA)
+
+
+def draw_hud(image: np.ndarray, lines: Sequence[str], *, inplace: bool = False) -> np.ndarray:
+    """Draw text lines in a dark translucent box in the top-left corner.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        lines: the text lines, top to bottom.
+        inplace: draw on ``image`` itself instead of a copy (for callers that own the image).
+
+    Returns:
+        The image with the HUD (a new array unless ``inplace``).
+    """
+    out = image if inplace else image.copy()
+    if not lines:
+        return out
+    h, w = out.shape[:2]
+    scale = max(0.4, min(h, w) / 1000)
+    thickness = max(1, round(scale * 1.5))
+    sizes = [cv2.getTextSize(line, _FONT, scale, thickness) for line in lines]
+    line_h = max(th + base for (_, th), base in sizes) + 4
+    box_w = min(w, max(tw for (tw, _), _ in sizes) + 12)
+    box_h = min(h, line_h * len(lines) + 8)
+    region = out[:box_h, :box_w]
+    region[:] = (region.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken to 40 %
+    for k, line in enumerate(lines):
+        y = 4 + line_h * (k + 1) - 4
+        cv2.putText(out, line, (6, y), _FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    return out

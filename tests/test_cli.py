@@ -1,0 +1,173 @@
+"""End-to-end tests of `streamseg run`: real videos, the real model (seeded random weights), real outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+import torch
+import torchvision
+
+from tests.conftest import data_path
+
+# Small input size keeps the R50-FPN model at well under a second per frame on a 2-core CPU.
+FAST = ["--weights", "random", "--min-size", "320", "--no-progress"]
+
+
+def streamseg(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamseg.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("streamseg: error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def decoded_frames(path: Path) -> list[av.VideoFrame]:
+    with av.open(str(path)) as container:
+        return list(container.decode(video=0))
+
+
+def test_run_vtest_writes_mp4_and_jsonl(tmp_path: Path) -> None:
+    video = data_path("videos", "vtest.avi")
+    out, jsonl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+    n = 30
+    proc = streamseg("run", str(video), "--max-frames", str(n), "--out", str(out), "--jsonl", str(jsonl), *FAST, "--score-thresh", "0.0", "--max-detections", "10")
+    assert proc.returncode == 0, proc.stderr
+    assert "RANDOM weights" in proc.stderr  # the warning on every run
+
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.average_rate == 10
+        frames = list(container.decode(stream))
+    assert len(frames) == n
+    assert {(f.width, f.height) for f in frames} == {(768, 576)}
+    assert [round(float(f.time), 3) for f in frames] == [round(k / 10, 3) for k in range(n)]
+
+    lines = jsonl.read_text().splitlines()
+    assert len(lines) == n
+    records = [json.loads(line) for line in lines]
+    assert [r["frame"] for r in records] == list(range(n))
+    assert [r["pts"] for r in records] == pytest.approx([k / 10 for k in range(n)])
+    for r in records:
+        assert r["image_size"] == [576, 768]
+        assert {"decode", "preprocess", "model", "postprocess", "render", "encode"} <= set(r["timings_ms"])
+        for inst in r["instances"]:
+            assert set(inst) >= {"track_id", "category_id", "label", "score", "bbox", "segmentation"}
+            x, y, w, h = inst["bbox"]
+            assert w >= 0 and h >= 0 and 0 <= x <= 768 and 0 <= y <= 576
+            assert inst["segmentation"]["size"] == [576, 768]
+    assert sum(len(r["instances"]) for r in records) > 0  # score_thresh 0 keeps detections
+
+
+def test_missing_path_is_one_line_error(tmp_path: Path) -> None:
+    proc = streamseg("run", str(tmp_path / "nope.mp4"), *FAST)
+    assert proc.returncode == 1
+    assert "nope.mp4" in error_line(proc)
+
+
+def test_text_file_named_mp4_is_rejected(tmp_path: Path) -> None:
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video\n" * 50)
+    proc = streamseg("run", str(fake), *FAST, "--out", str(tmp_path / "o.mp4"))
+    assert proc.returncode == 1
+    line = error_line(proc)
+    assert "notes.mp4" in line and "not a video" in line
+
+
+def test_truncated_video_processes_what_decodes_and_mp4_plays(tmp_path: Path) -> None:
+    data = data_path("videos", "juggle.mp4").read_bytes()
+    cut = tmp_path / "juggle_cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    out, jsonl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+    # --min-size 160: this test is about the decoder and the outputs, not the model.
+    proc = streamseg("run", str(cut), "--weights", "random", "--min-size", "160", "--score-thresh", "1.0", "--no-progress",
+                     "--out", str(out), "--jsonl", str(jsonl))  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "juggle_cut.mp4" in error_line(proc)
+    written = len(jsonl.read_text().splitlines())
+    assert 100 < written < 247
+    frames = decoded_frames(out)
+    assert len(frames) == written and (frames[0].width, frames[0].height) == (1280, 720)
+
+
+def test_wrong_hash_weights_file(tmp_path: Path) -> None:
+    video = data_path("videos", "bikes.mp4")
+    bad = tmp_path / "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth"
+    bad.write_bytes(os.urandom(4096))
+    proc = streamseg("run", str(video), "--weights", str(bad), "--max-frames", "1", "--no-progress")
+    assert proc.returncode == 1
+    line = error_line(proc)
+    assert "sha256" in line and "bf2d0c1e" in line
+
+
+def test_state_dict_of_another_architecture(tmp_path: Path) -> None:
+    video = data_path("videos", "bikes.mp4")
+    other = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), other)
+    proc = streamseg("run", str(video), "--weights", str(other), "--max-frames", "1", "--no-progress")
+    assert proc.returncode == 1
+    line = error_line(proc)
+    assert "resnet18.pth" in line and "maskrcnn_resnet50_fpn" in line and "missing" in line
+
+
+def test_cuda_without_gpu_is_a_clear_error(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    video = data_path("videos", "bikes.mp4")
+    proc = streamseg("run", str(video), *FAST, "--device", "cuda", "--max-frames", "1")
+    assert proc.returncode == 1 and "CUDA" in error_line(proc)
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    proc = streamseg("run", "x.mp4", "--score-thresh", "3")
+    assert proc.returncode == 2
+    proc = streamseg("run", "x.mp4", "--model", "nope", *FAST)
+    assert proc.returncode == 1 and "nope" in error_line(proc)
+
+
+def test_sigint_finishes_outputs_written_so_far(tmp_path: Path) -> None:
+    video = data_path("videos", "vtest.avi")
+    out, jsonl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamseg.cli", "run", str(video), "--weights", "random", "--min-size", "160",
+         "--no-progress", "--out", str(out), "--jsonl", str(jsonl)],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if jsonl.exists() and len(jsonl.read_text().splitlines()) >= 3:
+            break
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(records) >= 3 and [r["frame"] for r in records] == list(range(len(records)))
+    frames = decoded_frames(out)
+    assert len(frames) == len(records)
+
+
+def test_help_explains_every_option() -> None:
+    proc = streamseg("run", "--help")
+    assert proc.returncode == 0
+    for option in ("--out", "--jsonl", "--model", "--weights", "--keypoints", "--device", "--score-thresh",
+                   "--min-size", "--max-frames", "--max-detections"):  # fmt: skip
+        assert option in proc.stdout
