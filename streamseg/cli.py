@@ -13,7 +13,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from streamseg.errors import ConfigError, StreamsegError
+
+if TYPE_CHECKING:
+    from streamseg.tracking import TrackerConfig
 
 __all__ = ["main", "build_parser"]
 
@@ -89,6 +94,42 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed for --weights random (default: 0)")
 
 
+def _add_tracking_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("tracking (ByteTrack-style: Kalman filter, two-stage IoU association)")
+    g.add_argument("--no-track", action="store_true", help="do not track: every track_id is -1")
+    g.add_argument(
+        "--detect-every",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="run the model on every K-th frame only; the tracker predicts the boxes in between "
+        "(drawn dashed, labelled '(pred)'). Default: 1 (every frame)",
+    )
+    g.add_argument(
+        "--track-buffer",
+        type=_positive_int,
+        default=30,
+        metavar="FRAMES",
+        help="keep a lost track this many frames before removing it (default: 30)",
+    )
+    g.add_argument(
+        "--track-mask-iou",
+        action="store_true",
+        help="associate by mask IoU (on the overlap of the boxes) instead of box IoU",
+    )
+    g.add_argument(
+        "--track-all-classes",
+        action="store_true",
+        help="let a track match detections of any class (default: classes are tracked separately)",
+    )
+    g.add_argument(
+        "--smooth-keypoints",
+        action="store_true",
+        help="smooth each track's keypoints over time with a One Euro filter (default: off)",
+    )
+    g.add_argument("--trails", action="store_true", help="draw a short trail of each track's box centre")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``streamseg`` command."""
     parser = argparse.ArgumentParser(
@@ -116,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-frame results: boxes (COCO xywh), scores, labels, masks (COCO RLE), keypoints, timings",
     )
     _add_model_options(run)
+    run.add_argument(
+        "--mot",
+        metavar="FILE.txt",
+        help="tracks in MOT Challenge format (frame,id,x,y,w,h,conf,-1,-1,-1; frames 1-based)",
+    )
+    _add_tracking_options(run)
     run.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
     run.add_argument("--no-hud", action="store_true", help="do not draw the fps/latency HUD on the video")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -135,6 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the registered models and where their weights are found")
     models.set_defaults(func=_cmd_models)
+
+    track_eval = sub.add_parser(
+        "track-eval",
+        help="score MOT txt tracks against ground truth: HOTA, MOTA, IDF1, ID switches, FP, FN",
+        description="Score tracking results in MOT Challenge format against ground truth with "
+        "trackeval (the MOT Challenge's own code). PRED and GT are two txt files, or a folder of "
+        "<sequence>.txt results and a folder in MOT layout (<sequence>/gt/gt.txt).",
+    )
+    track_eval.add_argument("pred", metavar="PRED", help="MOT txt file or folder of <sequence>.txt")
+    track_eval.add_argument("gt", metavar="GT", help="MOT gt.txt file or folder of <sequence>/gt/gt.txt")
+    track_eval.add_argument(
+        "--gt-filter",
+        choices=["auto", "mot17", "all"],
+        default="auto",
+        help="which ground-truth rows count: mot17 = pedestrians marked to consider (the benchmark's "
+        "rule), all = every row, auto = mot17 when the file looks like MOT17 (default)",
+    )
+    track_eval.set_defaults(func=_cmd_track_eval)
     return parser
 
 
@@ -162,10 +227,15 @@ def _run_pipeline(
     max_frames: int | None,
     hud: bool,
     progress: bool,
+    mot: Path | None = None,
+    tracker_config: TrackerConfig | None = None,
+    detect_every: int = 1,
+    trails: bool = False,
 ) -> int:
     from streamseg.backends import create_backend
     from streamseg.models.registry import get_model_spec
-    from streamseg.pipeline import JsonlOutput, Pipeline, VideoOutput, describe
+    from streamseg.pipeline import JsonlOutput, MotOutput, Pipeline, VideoOutput, describe
+    from streamseg.tracking import ByteTracker
     from streamseg.sources import open_source
 
     get_model_spec(model)  # an unknown model name fails before any work
@@ -189,13 +259,26 @@ def _run_pipeline(
     if jsonl is not None:
         jsonl.parent.mkdir(parents=True, exist_ok=True)
         outputs.append(JsonlOutput(jsonl, categories=backend.categories))
-    pipeline = Pipeline(source, backend, outputs, hud=hud, progress=progress)
+    if mot is not None:
+        mot.parent.mkdir(parents=True, exist_ok=True)
+        outputs.append(MotOutput(mot))
+    tracker = ByteTracker(tracker_config) if tracker_config is not None else None
+    pipeline = Pipeline(
+        source,
+        backend,
+        outputs,
+        tracker=tracker,
+        detect_every=detect_every,
+        trails=trails,
+        hud=hud,
+        progress=progress,
+    )
     try:
         summary = pipeline.run()
     finally:
         s = pipeline.summary
         print(f"streamseg: frames in {s.frames_in}, frames out {s.frames_out}", file=sys.stderr)
-        for path in (out, jsonl):
+        for path in (out, jsonl, mot):
             if path is not None and path.exists():
                 print(f"streamseg: wrote {path}", file=sys.stderr)
     print(f"streamseg: {describe(summary)}", file=sys.stderr)
@@ -204,10 +287,28 @@ def _run_pipeline(
     return 0
 
 
+def _tracker_config(args: argparse.Namespace, fps: float = 30.0) -> TrackerConfig | None:
+    from streamseg.tracking import TrackerConfig
+
+    if args.no_track:
+        if args.detect_every > 1 or args.mot or args.trails:
+            raise ConfigError("--detect-every, --mot and --trails need tracking: drop --no-track")
+        return None
+    return TrackerConfig(
+        max_lost_frames=args.track_buffer,
+        use_mask_iou=args.track_mask_iou,
+        per_class=not args.track_all_classes,
+        smooth_keypoints=args.smooth_keypoints,
+        fps=fps,
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     jsonl = Path(args.jsonl) if args.jsonl else None
-    if out is None and jsonl is None:
+    mot = Path(args.mot) if args.mot else None
+    tracker_config = _tracker_config(args)
+    if out is None and jsonl is None and mot is None:
         stem = Path(args.source.rstrip("/")).name.rsplit(".", 1)[0] or "output"
         out, jsonl = Path("streamseg-out") / f"{stem}.mp4", Path("streamseg-out") / f"{stem}.jsonl"
         log.warning("no --out or --jsonl given: writing %s and %s", out, jsonl)
@@ -228,6 +329,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_frames=args.max_frames,
         hud=not args.no_hud,
         progress=not args.no_progress,
+        mot=mot,
+        tracker_config=tracker_config,
+        detect_every=args.detect_every,
+        trails=args.trails,
     )
 
 
@@ -262,6 +367,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         hud=True,
         progress=not args.no_progress,
     )
+
+
+def _cmd_track_eval(args: argparse.Namespace) -> int:
+    from streamseg.eval.mot import evaluate_mot, format_table
+
+    results = evaluate_mot(args.pred, args.gt, gt_filter=args.gt_filter)
+    print(format_table(results))
+    return 0
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

@@ -37,15 +37,19 @@ import numpy as np
 
 from streamseg.backends.base import Backend
 from streamseg.queues import BoundedQueue, QueueClosed
-from streamseg.render import RenderOptions, render
+from streamseg.render import RenderOptions, TrackTrails, render
 from streamseg.sinks import JsonlWriter, VideoWriter
+from streamseg.sinks.mot import MotWriter
 from streamseg.sources.base import Source
+from streamseg.tracking import ByteTracker
 from streamseg.types import FrameResult
 
-__all__ = ["Pipeline", "RunSummary", "Output", "VideoOutput", "JsonlOutput", "STAGES", "describe"]
+__all__ = ["Pipeline", "RunSummary", "Output", "VideoOutput", "JsonlOutput", "MotOutput", "STAGES", "describe"]
 
-#: Stage names, in pipeline order, as keys of ``FrameResult.timings_ms``.
-STAGES = ("decode", "preprocess", "model", "postprocess", "render", "encode", "jsonl")
+#: Stage names, in pipeline order, as keys of ``FrameResult.timings_ms``. On frames
+#: where the model did not run (``detect_every > 1``), ``preprocess``, ``model`` and
+#: ``postprocess`` are absent and the instances are the tracker's predictions.
+STAGES = ("decode", "preprocess", "model", "postprocess", "track", "render", "encode", "jsonl", "mot")
 
 
 class Output(Protocol):
@@ -106,6 +110,22 @@ class JsonlOutput:
 
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
         self._writer.write(result)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class MotOutput:
+    """Tracks as a MOT Challenge txt file (``frame,id,x,y,w,h,conf,-1,-1,-1``, frames 1-based)."""
+
+    needs_image = False
+    stage = "mot"
+
+    def __init__(self, path: str | Path) -> None:
+        self._writer = MotWriter(path)
+
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        self._writer.write(result.frame.index, result.instances)
 
     def close(self) -> None:
         self._writer.close()
@@ -174,6 +194,10 @@ class Pipeline:
         backend: any :class:`~streamseg.backends.base.Backend`.
         outputs: where results go (video, JSONL, ...); the pipeline closes them.
         render_options: what the annotated video shows.
+        tracker: gives instances track IDs (one tracker per stream), or None.
+        detect_every: run the model on every K-th frame only; the tracker predicts the
+            boxes of the frames in between (needs ``tracker``). 1 = every frame.
+        trails: draw a short trail of each track's box centre (needs ``tracker``).
         hud: draw the fps / latency HUD on the annotated video.
         queue_size: capacity of the queue between inference and outputs.
         progress: show a tqdm progress bar (frames done / total, fps).
@@ -186,13 +210,23 @@ class Pipeline:
         outputs: Sequence[Output] = (),
         *,
         render_options: RenderOptions | None = None,
+        tracker: ByteTracker | None = None,
+        detect_every: int = 1,
+        trails: bool = False,
         hud: bool = True,
         queue_size: int = 4,
         progress: bool = False,
     ) -> None:
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        if detect_every > 1 and tracker is None:
+            raise ValueError("detect_every > 1 needs a tracker to predict the skipped frames")
         self.source = source
         self.backend = backend
         self.outputs = list(outputs)
+        self.tracker = tracker
+        self.detect_every = detect_every
+        self.trails = TrackTrails() if trails and tracker is not None else None
         self.render_options = render_options or RenderOptions()
         self.hud = hud
         self.progress = progress
@@ -218,6 +252,7 @@ class Pipeline:
     # -- stages --------------------------------------------------------------------
     def _inference_loop(self) -> None:
         error: BaseException | None = None
+        last_detect: int | None = None  # frame index of the latest model run
         try:
             while not self._stop.is_set():
                 item = self.source.read()
@@ -225,8 +260,24 @@ class Pipeline:
                     break
                 frame, decode_ms = item
                 self.summary.frames_in += 1
-                instances, timings = self.backend.infer(frame.image)
-                result = FrameResult(frame=frame, instances=instances, timings_ms={"decode": decode_ms, **timings})
+                timings: dict[str, float] = {"decode": decode_ms}
+                # Frame indices, not counts: a live source that dropped frames still
+                # gives the tracker the true number of frames between two updates.
+                since = None if last_detect is None else frame.index - last_detect
+                if since is None or since >= self.detect_every:
+                    instances, model_timings = self.backend.infer(frame.image)
+                    timings.update(model_timings)
+                    if self.tracker is not None:
+                        t0 = time.perf_counter()
+                        instances = self.tracker.update(instances, period=max(since or 1, 1), timestamp_s=frame.pts_s)
+                        timings["track"] = (time.perf_counter() - t0) * 1000.0
+                    last_detect = frame.index
+                else:
+                    assert self.tracker is not None
+                    t0 = time.perf_counter()
+                    instances = self.tracker.predict(steps=since)
+                    timings["track"] = (time.perf_counter() - t0) * 1000.0
+                result = FrameResult(frame=frame, instances=instances, timings_ms=timings)
                 if not self._results.put(result):
                     break
         except BaseException as exc:  # noqa: BLE001 - reported by run()
@@ -248,6 +299,8 @@ class Pipeline:
                 fps = rate.tick()
                 timings = dict(result.timings_ms)
                 image = None
+                if self.trails is not None:
+                    self.trails.update(result.instances)
                 if any(o.needs_image for o in self.outputs):
                     t0 = time.perf_counter()
                     hud = self._hud_lines(result, fps) if self.hud else ()
@@ -257,6 +310,8 @@ class Pipeline:
                         categories=self.backend.categories,
                         options=self.render_options,
                         hud=hud,
+                        trails=self.trails,
+                        predicted="model" not in result.timings_ms,
                     )
                     timings["render"] = (time.perf_counter() - t0) * 1000.0
                 for out in self.outputs:
@@ -284,7 +339,11 @@ class Pipeline:
 
     def _hud_lines(self, result: FrameResult, fps: float) -> list[str]:
         latency_ms = (time.monotonic() - result.frame.t_capture) * 1000.0
-        lines = [f"{fps:5.1f} fps  latency {latency_ms:6.0f} ms", f"model {result.timings_ms.get('model', 0):.0f} ms"]
+        model_ms = result.timings_ms.get("model")
+        lines = [
+            f"{fps:5.1f} fps  latency {latency_ms:6.0f} ms",
+            f"model {model_ms:.0f} ms" if model_ms is not None else "tracker prediction (model skipped)",
+        ]
         if self.backend.random_weights:
             lines.append("RANDOM weights")
         return lines

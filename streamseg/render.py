@@ -12,6 +12,7 @@ by class, from a fixed palette. All colours are RGB, like the images.
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from collections.abc import Sequence
 
 import cv2
@@ -21,7 +22,7 @@ from streamseg.models.coco import COCO_SKELETON
 from streamseg.postprocess import paste_mask_in_box
 from streamseg.types import Instances
 
-__all__ = ["RenderOptions", "render", "draw_hud", "color_for", "PALETTE"]
+__all__ = ["RenderOptions", "TrackTrails", "render", "draw_hud", "color_for", "PALETTE"]
 
 #: 20 distinct RGB colours (Tableau 20, reordered so neighbours differ strongly).
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -70,6 +71,41 @@ def color_for(label: int, track_id: int = -1) -> tuple[int, int, int]:
     return PALETTE[key % len(PALETTE)]
 
 
+class TrackTrails:
+    """Recent box centres of each track, for drawing trails.
+
+    The renderer stays pure: the caller owns this history, updates it once per
+    frame and passes it to :func:`render`.
+
+    Args:
+        length: centres kept per track (frames).
+        max_idle: a track not seen for this many updates is forgotten.
+    """
+
+    def __init__(self, length: int = 20, max_idle: int = 30) -> None:
+        self.length = length
+        self.max_idle = max_idle
+        self._points: dict[int, deque[tuple[float, float]]] = {}
+        self._last_seen: dict[int, int] = {}
+        self._updates = 0
+
+    def update(self, instances: Instances) -> None:
+        """Append the box centre (pixels) of every tracked instance of one frame."""
+        self._updates += 1
+        for box, tid in zip(instances.boxes, instances.track_ids):
+            if tid < 0 or not np.isfinite(box).all():
+                continue
+            cx, cy = float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2
+            self._points.setdefault(int(tid), deque(maxlen=self.length)).append((cx, cy))
+            self._last_seen[int(tid)] = self._updates
+        for tid in [t for t, seen in self._last_seen.items() if self._updates - seen > self.max_idle]:
+            del self._points[tid], self._last_seen[tid]
+
+    def points(self, track_id: int) -> list[tuple[float, float]]:
+        """The centres of ``track_id``, oldest first (pixels)."""
+        return list(self._points.get(int(track_id), ()))
+
+
 def _line_width(image: np.ndarray, options: RenderOptions) -> int:
     if options.line_width > 0:
         return options.line_width
@@ -83,6 +119,8 @@ def render(
     categories: Sequence[str],
     options: RenderOptions | None = None,
     hud: Sequence[str] = (),
+    trails: TrackTrails | None = None,
+    predicted: bool = False,
 ) -> np.ndarray:
     """Draw instances (and an optional HUD) on a copy of ``image``.
 
@@ -92,6 +130,9 @@ def render(
         categories: class names indexed by label.
         options: what to draw; defaults to :class:`RenderOptions()`.
         hud: text lines for the top-left heads-up display (e.g. "12.5 fps").
+        trails: recent centres per track; a polyline is drawn for each tracked instance.
+        predicted: the instances are tracker predictions for a frame the model skipped:
+            boxes are dashed and labels end in "(pred)".
 
     Returns:
         A new (H, W, 3) uint8 RGB image.
@@ -116,13 +157,22 @@ def render(
             _draw_mask(out, instances.masks[i], box, color, opts, lw)
         if opts.boxes:
             x1, y1, x2, y2 = (int(round(float(v))) for v in box)
-            cv2.rectangle(out, (x1, y1), (x2, y2), color, lw, cv2.LINE_AA)
+            if predicted:
+                _dashed_rectangle(out, (x1, y1), (x2, y2), color, lw)
+            else:
+                cv2.rectangle(out, (x1, y1), (x2, y2), color, lw, cv2.LINE_AA)
+        if trails is not None and instances.track_ids[i] >= 0:
+            pts = trails.points(int(instances.track_ids[i]))
+            if len(pts) >= 2:
+                poly = np.round(np.asarray(pts)).astype(np.int32).reshape(-1, 1, 2)
+                cv2.polylines(out, [poly], False, color, lw, cv2.LINE_AA)
         if instances.keypoints is not None and opts.keypoints:
             _draw_skeleton(out, instances.keypoints[i], color, opts, lw)
     if opts.labels:
         for i in order:
             color = color_for(int(instances.labels[i]), int(instances.track_ids[i]))
-            _draw_label(out, _label_text(instances, i, categories, opts), instances.boxes[i], color, (h, w))
+            text = _label_text(instances, i, categories, opts) + (" (pred)" if predicted else "")
+            _draw_label(out, text, instances.boxes[i], color, (h, w))
     if hud:
         out = draw_hud(out, hud, inplace=True)
     return out
@@ -135,6 +185,19 @@ def _label_text(instances: Instances, i: int, categories: Sequence[str], opts: R
     if opts.track_ids and instances.track_ids[i] >= 0:
         text += f" #{int(instances.track_ids[i])}"
     return text
+
+
+def _dashed_rectangle(
+    out: np.ndarray, p1: tuple[int, int], p2: tuple[int, int], color: tuple[int, int, int], lw: int, dash: int = 8
+) -> None:
+    (x1, y1), (x2, y2) = p1, p2
+    for a, b in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
+        length = max(abs(b[0] - a[0]), abs(b[1] - a[1]))
+        for start in range(0, length, 2 * dash):
+            t0, t1 = start / max(length, 1), min(start + dash, length) / max(length, 1)
+            q0 = (round(a[0] + (b[0] - a[0]) * t0), round(a[1] + (b[1] - a[1]) * t0))
+            q1 = (round(a[0] + (b[0] - a[0]) * t1), round(a[1] + (b[1] - a[1]) * t1))
+            cv2.line(out, q0, q1, color, lw, cv2.LINE_AA)
 
 
 def _draw_mask(

@@ -171,3 +171,27 @@ def test_help_explains_every_option() -> None:
     for option in ("--out", "--jsonl", "--model", "--weights", "--keypoints", "--device", "--score-thresh",
                    "--min-size", "--max-frames", "--max-detections"):  # fmt: skip
         assert option in proc.stdout
+
+
+def test_mot_output_and_track_eval_round_trip(tmp_path: Path) -> None:
+    seq = data_path("mot17-mini", "MOT17-04-FRCNN")
+    mot = tmp_path / "MOT17-04-FRCNN.txt"
+    proc = streamseg("run", str(seq / "img1"), *FAST, "--max-detections", "10", "--mot", str(mot), "--jsonl", str(tmp_path / "r.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    assert mot.exists()
+    # The ground truth scored against itself (every row counting) is perfect.
+    gt = str(seq / "gt" / "gt.txt")
+    proc = streamseg("track-eval", "--gt-filter", "all", gt, gt)
+    assert proc.returncode == 0, proc.stderr
+    header, row = proc.stdout.splitlines()[:2]
+    metrics = dict(zip(header.split(), row.split()))
+    assert metrics["HOTA"] == metrics["MOTA"] == metrics["IDF1"] == "100.0" and metrics["IDSW"] == "0"
+    # Under the MOT17 rule, the ground truth's cars and ignored rows count as false positives.
+    proc = streamseg("track-eval", "--gt-filter", "mot17", gt, gt)
+    header, row = proc.stdout.splitlines()[:2]
+    metrics = dict(zip(header.split(), row.split()))
+    assert float(metrics["MOTA"]) < 100.0 and int(metrics["FP"]) > 0
+    proc = streamseg("track-eval", str(mot), str(seq / "gt" / "gt.txt"))
+    assert proc.returncode == 0, proc.stderr
+    proc = streamseg("track-eval", str(tmp_path / "missing.txt"), str(seq / "gt" / "gt.txt"))
+    assert proc.returncode == 1 and "missing.txt" in error_line(proc)

@@ -77,3 +77,41 @@ def test_stop_from_another_thread_closes_outputs(tmp_path: Path, backend: TorchB
     assert summary.interrupted and 0 < summary.frames_out < 795
     assert len(jsonl.read_text().splitlines()) == summary.frames_out
     assert not pipeline_threads()
+
+
+def test_tracking_with_detect_every_predicts_skipped_frames(tmp_path: Path, backend: TorchBackend) -> None:
+    from streamseg.pipeline import MotOutput
+    from streamseg.tracking import ByteTracker
+
+    n, k = 9, 3
+    source = open_source(str(data_path("videos", "bikes.mp4")), max_frames=n)
+    source.open()
+    jsonl, mot = tmp_path / "r.jsonl", tmp_path / "r.txt"
+    pipeline = Pipeline(
+        source,
+        backend,
+        [VideoOutput(tmp_path / "r.mp4", fps=source.info.fps), JsonlOutput(jsonl, categories=backend.categories), MotOutput(mot)],
+        # Random-weight scores peak near 0.5: lower the thresholds so that tracks start.
+        tracker=ByteTracker(high_thresh=0.4, new_track_thresh=0.45, low_thresh=0.1),
+        detect_every=k,
+        trails=True,
+    )
+    summary = pipeline.run()
+    assert summary.frames_out == n
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    ran_model = ["model" in r["timings_ms"] for r in records]
+    assert ran_model == [i % k == 0 for i in range(n)]
+    assert all("track" in r["timings_ms"] for r in records)
+    tracked = [i for r in records for i in r["instances"] if i["track_id"] >= 0]
+    assert tracked
+    # Skipped frames carry the predicted confirmed tracks.
+    assert all(inst["track_id"] >= 0 for r in records[1:] if "model" not in r["timings_ms"] for inst in r["instances"])
+    lines = mot.read_text().splitlines()
+    assert lines and all(len(line.split(",")) == 10 for line in lines)
+    assert {int(line.split(",")[0]) for line in lines} <= set(range(1, n + 1))
+
+
+def test_detect_every_needs_a_tracker(backend: TorchBackend) -> None:
+    source = open_source(str(data_path("videos", "bikes.mp4")), max_frames=2)
+    with pytest.raises(ValueError, match="tracker"):
+        Pipeline(source, backend, detect_every=2)

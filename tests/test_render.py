@@ -79,3 +79,22 @@ def test_size_mismatch_raises() -> None:
     image, inst = scene()
     with pytest.raises(ValueError, match="differs"):
         render(image[:100], inst, categories=COCO_CATEGORIES)
+
+
+def test_trails_and_predicted_boxes() -> None:
+    from streamseg.render import TrackTrails
+
+    image, inst = scene()
+    trails = TrackTrails(length=5)
+    for dx in (0, 10, 20):
+        trails.update(inst.replace(boxes=inst.boxes + np.array([dx, 0, dx, 0], np.float32)))
+    assert len(trails.points(7)) == 3 and trails.points(-1) == []
+    assert trails.points(7)[0] == (250.0, 130.0)
+    opts = RenderOptions(masks=False, outlines=False, labels=False, keypoints=False, boxes=False)
+    with_trail = render(image, inst, categories=COCO_CATEGORIES, options=opts, trails=trails)
+    assert np.any(with_trail[130, 250:270] != 128)  # the polyline between the centres
+    solid = render(image, inst, categories=COCO_CATEGORIES, options=RenderOptions(masks=False, outlines=False, labels=False, keypoints=False))
+    dashed = render(image, inst, categories=COCO_CATEGORIES, options=RenderOptions(masks=False, outlines=False, labels=False, keypoints=False), predicted=True)
+    top_solid = np.any(solid[30, 20:120] != 128, axis=-1).mean()
+    top_dashed = np.any(dashed[30, 20:120] != 128, axis=-1).mean()
+    assert top_solid > 0.95 and 0.3 < top_dashed < 0.8
