@@ -7,7 +7,15 @@
                                        postprocess)                          JSONL)
 
 Queue policies (DESIGN.md): after a file source every queue blocks, so no frame
-is ever lost. Every stage times itself per frame; the times travel in
+is ever lost. After a live source (camera, RTSP; ``source.queue_policy ==
+"drop_oldest"``) both the source queue and the result queue keep only the
+newest items (depth 1-2), so the age of the frame being written
+(``time.monotonic() - Frame.t_capture``) stays bounded by about one model
+latency plus decode and render time and never grows; discarded frames are
+counted (:attr:`RunSummary.dropped_source`, :attr:`RunSummary.dropped_results`)
+and every written frame's age is recorded (:attr:`RunSummary.frame_age_ms`).
+For live runs the per-frame samples are kept in rolling windows of
+:data:`LIVE_SAMPLES` so memory stays flat over days. Every stage times itself per frame; the times travel in
 ``FrameResult.timings_ms`` to the outputs (the JSONL carries them).
 
 Stopping:
@@ -44,12 +52,30 @@ from streamseg.sources.base import Source
 from streamseg.tracking import ByteTracker
 from streamseg.types import FrameResult
 
-__all__ = ["Pipeline", "RunSummary", "Output", "VideoOutput", "JsonlOutput", "MotOutput", "STAGES", "describe"]
+__all__ = [
+    "Pipeline",
+    "RunSummary",
+    "Output",
+    "VideoOutput",
+    "JsonlOutput",
+    "MotOutput",
+    "STAGES",
+    "LIVE_SAMPLES",
+    "describe",
+    "percentile",
+]
 
 #: Stage names, in pipeline order, as keys of ``FrameResult.timings_ms``. On frames
 #: where the model did not run (``detect_every > 1``), ``preprocess``, ``model`` and
 #: ``postprocess`` are absent and the instances are the tracker's predictions.
 STAGES = ("decode", "preprocess", "model", "postprocess", "track", "render", "encode", "jsonl", "mot")
+#: Per-frame samples kept per stage (and of frame age) in a live run: the latest ones.
+LIVE_SAMPLES = 10_000
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100, linear interpolation as numpy's default) of ``values``; NaN if empty."""
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else float("nan")
 
 
 class Output(Protocol):
@@ -143,6 +169,11 @@ class RunSummary:
         stage_ms: per stage, the list of per-frame times in milliseconds.
         interrupted: the run was stopped by :meth:`Pipeline.stop` (Ctrl-C).
         error: the error that ended the run, or None.
+        frame_age_ms: per written frame, ``time.monotonic() - Frame.t_capture`` when its
+            outputs were written, in ms (the latest :data:`LIVE_SAMPLES` for a live source).
+        live: the source was live (drop-oldest queues).
+        dropped_source: frames the live source's queue discarded (the model was busy).
+        dropped_results: results the result queue discarded (the outputs were busy).
     """
 
     frames_in: int = 0
@@ -151,6 +182,15 @@ class RunSummary:
     stage_ms: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     interrupted: bool = False
     error: BaseException | None = None
+    frame_age_ms: list[float] = dataclasses.field(default_factory=list)
+    live: bool = False
+    dropped_source: int = 0
+    dropped_results: int = 0
+
+    @property
+    def dropped(self) -> int:
+        """Frames lost on purpose by the live policy (source queue + result queue)."""
+        return self.dropped_source + self.dropped_results
 
     def median_ms(self, stage: str) -> float:
         """Median time of ``stage`` per frame in ms (NaN if the stage never ran)."""
@@ -199,8 +239,11 @@ class Pipeline:
             boxes of the frames in between (needs ``tracker``). 1 = every frame.
         trails: draw a short trail of each track's box centre (needs ``tracker``).
         hud: draw the fps / latency HUD on the annotated video.
-        queue_size: capacity of the queue between inference and outputs.
+        queue_size: capacity of the queue between inference and outputs; None for the
+            default: 4 after a file source (blocking), 2 after a live source (drop-oldest).
         progress: show a tqdm progress bar (frames done / total, fps).
+        live: use the live policy (drop-oldest result queue, rolling metrics); None
+            decides from the source (``source.queue_policy == "drop_oldest"``).
     """
 
     def __init__(
@@ -214,8 +257,9 @@ class Pipeline:
         detect_every: int = 1,
         trails: bool = False,
         hud: bool = True,
-        queue_size: int = 4,
+        queue_size: int | None = None,
         progress: bool = False,
+        live: bool | None = None,
     ) -> None:
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
@@ -230,12 +274,19 @@ class Pipeline:
         self.render_options = render_options or RenderOptions()
         self.hud = hud
         self.progress = progress
-        self._results: BoundedQueue[FrameResult] = BoundedQueue(queue_size, "block")
+        self.live = source.queue_policy == "drop_oldest" if live is None else bool(live)
+        if queue_size is None:
+            queue_size = 2 if self.live else 4
+        self._results: BoundedQueue[FrameResult] = BoundedQueue(
+            queue_size, "drop_oldest" if self.live else "block"
+        )
         self._stop = threading.Event()
         self._errors: list[BaseException] = []
         self._errors_lock = threading.Lock()
         self._threads: list[threading.Thread] = []
-        self.summary = RunSummary()
+        self.summary = RunSummary(live=self.live)
+        if self.live:
+            self.summary.frame_age_ms = deque(maxlen=LIVE_SAMPLES)  # type: ignore[assignment]
 
     # -- control -------------------------------------------------------------------
     def stop(self) -> None:
@@ -318,9 +369,11 @@ class Pipeline:
                     t0 = time.perf_counter()
                     out.write(FrameResult(result.frame, result.instances, timings), image)
                     timings[out.stage] = (time.perf_counter() - t0) * 1000.0
+                self.summary.frame_age_ms.append((time.monotonic() - result.frame.t_capture) * 1000.0)
                 for stage, ms in timings.items():
-                    self.summary.stage_ms.setdefault(stage, []).append(ms)
+                    self._samples(stage).append(ms)
                 self.summary.frames_out += 1
+                self._update_drops()
                 if bar is not None:
                     bar.update(1)
         except BaseException as exc:  # noqa: BLE001 - reported by run()
@@ -336,6 +389,18 @@ class Pipeline:
                     self._fail(exc)
             if bar is not None:
                 bar.close()
+
+    def _samples(self, stage: str) -> list[float]:
+        """The per-frame sample list of ``stage`` (a rolling window in a live run)."""
+        values = self.summary.stage_ms.get(stage)
+        if values is None:
+            values = deque(maxlen=LIVE_SAMPLES) if self.live else []  # type: ignore[assignment]
+            self.summary.stage_ms[stage] = values  # type: ignore[assignment]
+        return values  # type: ignore[return-value]
+
+    def _update_drops(self) -> None:
+        self.summary.dropped_source = int(getattr(self.source, "dropped", 0))
+        self.summary.dropped_results = self._results.dropped
 
     def _hud_lines(self, result: FrameResult, fps: float) -> list[str]:
         latency_ms = (time.monotonic() - result.frame.t_capture) * 1000.0
@@ -403,6 +468,7 @@ class Pipeline:
         self._threads[1].join(timeout)
         self.source.stop()
         self._threads[0].join(timeout)
+        self._update_drops()
 
 
 def describe(summary: RunSummary) -> str:
@@ -410,8 +476,14 @@ def describe(summary: RunSummary) -> str:
     stages = ", ".join(
         f"{s} {summary.median_ms(s):.1f}" for s in STAGES if s in summary.stage_ms and summary.stage_ms[s]
     )
-    return (
+    line = (
         f"{summary.frames_out} frames in {summary.wall_s:.1f} s ({summary.fps:.2f} fps); "
         f"median ms per frame: {stages}"
     )
+    if summary.live:
+        line += (
+            f"; frame age p50 {percentile(summary.frame_age_ms, 50):.0f} ms, "
+            f"p95 {percentile(summary.frame_age_ms, 95):.0f} ms; dropped {summary.dropped}"
+        )
+    return line
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import av
@@ -71,10 +72,17 @@ def test_stop_from_another_thread_closes_outputs(tmp_path: Path, backend: TorchB
     source.open()
     jsonl = tmp_path / "r.jsonl"
     pipeline = Pipeline(source, backend, [JsonlOutput(jsonl, categories=backend.categories)])
-    timer = threading.Timer(2.0, pipeline.stop)
-    timer.start()
+
+    def stop_after_two_frames() -> None:  # however slow the machine is
+        while not (jsonl.exists() and len(jsonl.read_text().splitlines()) >= 2):
+            time.sleep(0.05)
+        pipeline.stop()
+
+    stopper = threading.Thread(target=stop_after_two_frames, daemon=True)
+    stopper.start()
     summary = pipeline.run()
-    assert summary.interrupted and 0 < summary.frames_out < 795
+    stopper.join(5)
+    assert summary.interrupted and 2 <= summary.frames_out < 795
     assert len(jsonl.read_text().splitlines()) == summary.frames_out
     assert not pipeline_threads()
 

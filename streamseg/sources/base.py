@@ -27,9 +27,22 @@ from streamseg.errors import SourceError
 from streamseg.queues import BoundedQueue, Policy, QueueClosed
 from streamseg.types import Frame
 
-__all__ = ["SourceInfo", "Source", "redact_url"]
+__all__ = ["SourceInfo", "Source", "redact_url", "scrub_credentials"]
 
 _URL_CREDENTIALS = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@]*@")
+_ANY_URL_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@\s'\"]*@")
+
+
+def scrub_credentials(text: str) -> str:
+    """Remove ``user:password@`` from every URL inside ``text`` (an error message, a log line).
+
+    Args:
+        text: any text, e.g. ``"cannot open 'rtsp://admin:pw@cam/s': refused"``.
+
+    Returns:
+        The text with each URL's credentials removed: ``"cannot open 'rtsp://cam/s': refused"``.
+    """
+    return _ANY_URL_CREDENTIALS.sub(r"\1", text)
 
 
 def redact_url(uri: str) -> str:
@@ -253,7 +266,9 @@ class Source:
             error = e
         except Exception as e:  # noqa: BLE001 - surfaced to the consumer as a SourceError
             error = SourceError(
-                f"{self.uri}: decoding failed after frame {self.frames_decoded} ({type(e).__name__}: {e})"
+                scrub_credentials(
+                    f"{self.uri}: decoding failed after frame {self.frames_decoded} ({type(e).__name__}: {e})"
+                )
             )
             error.__cause__ = e
         finally:
