@@ -29,6 +29,8 @@ two, which can only move a peak between near-tied pixels.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import dataclasses
 
 import cv2
@@ -444,7 +446,13 @@ def resize_keypoints(
     return out
 
 
-def postprocess(raw: RawDetections, *, score_thresh: float = 0.0, fma: bool = BICUBIC_FMA) -> Instances:
+def postprocess(
+    raw: RawDetections,
+    *,
+    score_thresh: float = 0.0,
+    keypoint_labels: Collection[int] | None = None,
+    fma: bool = BICUBIC_FMA,
+) -> Instances:
     """Turn raw head outputs into :class:`Instances` in original-image pixels.
 
     Steps, as torchvision's inference path:
@@ -461,6 +469,10 @@ def postprocess(raw: RawDetections, *, score_thresh: float = 0.0, fma: bool = BI
     Args:
         raw: one image's raw detections.
         score_thresh: minimum score (exclusive), in [0, 1].
+        keypoint_labels: the labels that have keypoints (e.g. person); the keypoint rows
+            of other labels are NaN. A model whose keypoint head runs on every detection
+            (the demo model: masks and keypoints in one ROI heads) predicts keypoints for
+            balls and cars too, which mean nothing. None keeps every row.
         fma: see :func:`upsample_bicubic`.
 
     Returns:
@@ -472,6 +484,8 @@ def postprocess(raw: RawDetections, *, score_thresh: float = 0.0, fma: bool = BI
     if raw.keypoint_heatmaps is not None:
         keypoints = heatmaps_to_keypoints(raw.keypoint_heatmaps[keep], boxes, fma=fma)
         keypoints = resize_keypoints(keypoints, raw.input_size, raw.image_size)
+        if keypoint_labels is not None:
+            keypoints[~np.isin(raw.labels[keep], np.asarray(list(keypoint_labels), np.int64))] = np.nan
     return Instances(
         image_size=raw.image_size,
         boxes=resize_boxes(boxes, raw.input_size, raw.image_size),

@@ -140,6 +140,7 @@ class TorchBackend:
         self.spec: ModelSpec = spec
         self.model_name = spec.name
         self.categories: Sequence[str] = spec.categories
+        self._keypoint_labels = tuple(i for i, name in enumerate(spec.categories) if name == "person")
         self.device = str(dev)
         self.score_thresh = float(score_thresh)
         self.min_size = int(min_size)
@@ -300,7 +301,9 @@ class TorchBackend:
                 f"torch backend failed on a {getattr(image, 'shape', '?')} image: {exc}"
             ) from exc
         t0 = time.perf_counter()
-        instances = postprocess(raws[0], score_thresh=self.score_thresh)
+        # Keypoints only for persons: a model with both heads predicts them for every class.
+        persons = self._keypoint_labels
+        instances = postprocess(raws[0], score_thresh=self.score_thresh, keypoint_labels=persons)
         if len(raws) > 1:
             instances = merge_keypoints(instances, postprocess(raws[1], score_thresh=self.score_thresh))
         timings["postprocess"] = (time.perf_counter() - t0) * 1e3

@@ -28,10 +28,13 @@ from typing import Any
 
 from streamseg.errors import ConfigError
 from streamseg.models.coco import COCO_CATEGORIES, COCO_PERSON_CATEGORIES
+from streamseg.models.demo_model import DEMO_CATEGORIES
 
 __all__ = ["DEFAULT_MODEL", "MODELS", "ModelSpec", "get_model_spec", "model_names"]
 
 _BASE_URL = "https://download.pytorch.org/models/"
+#: sha256 of the bundled demo checkpoint (streamseg/models/weights/demo.pt).
+_DEMO_SHA256 = "20b6bf0aab1f9fdf7359c7104d7d3b3a280ff3f653cb18bc1144a89d88323bc8"
 #: Trainable ResNet stages torchvision uses when it builds a model for pretrained weights
 #: (``_validate_trainable_layers(is_trained=True, None, 5, 3)``). Affects training only.
 _PRETRAINED_TRAINABLE_LAYERS = 3
@@ -55,6 +58,8 @@ class ModelSpec:
         has_masks: whether the model predicts (N, 28, 28) masks.
         has_keypoints: whether the model predicts (N, 17) person keypoints.
         description: one line for ``streamseg models``.
+        package_file: for a checkpoint shipped inside the package (the demo model), its
+            path relative to the ``streamseg`` package folder; None for downloadable ones.
     """
 
     name: str
@@ -67,6 +72,7 @@ class ModelSpec:
     has_masks: bool
     has_keypoints: bool
     description: str
+    package_file: str | None = None
 
     def build(self, **kwargs: Any) -> Any:
         """Build the architecture with random weights; ``kwargs`` go to :attr:`builder`."""
@@ -148,6 +154,20 @@ def build_keypointrcnn_resnet50_fpn(**kwargs: Any) -> Any:
     return model
 
 
+def build_demo(**kwargs: Any) -> Any:
+    """The bundled demo model: a small Mask R-CNN with a keypoint head (``streamseg.models.demo_model``).
+
+    Args:
+        **kwargs: passed to ``torchvision.models.detection.MaskRCNN``.
+
+    Returns:
+        ``torchvision.models.detection.MaskRCNN`` with a keypoint branch, random weights.
+    """
+    from streamseg.models.demo_model import build_demo_model
+
+    return build_demo_model(**kwargs)
+
+
 def _official(
     name: str,
     builder: Callable[..., Any],
@@ -202,6 +222,22 @@ _SPECS: tuple[ModelSpec, ...] = (
         has_masks=False,
         has_keypoints=True,
         description="Keypoint R-CNN R50-FPN, persons + 17 keypoints, COCO box AP 54.6 / kp AP 65.0, 226 MB",
+    ),
+    # The demo model: trained here on the synthetic demo world and shipped in the package
+    # (streamseg/models/weights/demo.pt, see DEMO_MODEL.md there); no URL. Run it at
+    # min_size 240 (the demo world's 320 x 240 frames), the size it was trained at.
+    ModelSpec(
+        name="demo",
+        builder=build_demo,
+        url="",
+        filename="demo.pt",
+        sha256_prefix=_DEMO_SHA256[:8],
+        sha256=_DEMO_SHA256,
+        categories=DEMO_CATEGORIES,
+        has_masks=True,
+        has_keypoints=True,
+        description="demo world model (bundled): person/ball/box/car, masks + 17 keypoints, 320x240, min_size 240",
+        package_file="models/weights/demo.pt",
     ),
 )
 

@@ -223,6 +223,14 @@ def resolve_weights(
     env_dir = _env_dir()
     if env_dir is not None and (env_dir / spec.filename).is_file():
         return _verify(spec, env_dir / spec.filename)
+    if spec.package_file is not None:  # shipped inside the package (the demo model): never downloaded
+        packaged = Path(__file__).resolve().parent.parent / spec.package_file
+        if not packaged.is_file():
+            raise WeightsError(
+                f"{packaged}: the bundled weights of {spec.name} are missing (reinstall streamseg, "
+                f"or use --weights PATH)"
+            )
+        return _verify(spec, packaged)
     cached = hub_checkpoints_dir() / spec.filename
     if cached.is_file():
         return _verify(spec, cached)
