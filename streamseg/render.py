@@ -51,6 +51,8 @@ class RenderOptions:
         keypoint_thresh: keypoint score (heatmap logit) above which a keypoint is
             drawn; Detectron2's visualizer uses 0.05.
         line_width: box, outline and limb width in pixels; 0 picks one from the image size.
+        score_thresh: draw only instances with a score at least this (the outputs that
+            are not drawn, such as the JSONL, still carry every instance).
     """
 
     masks: bool = True
@@ -63,6 +65,7 @@ class RenderOptions:
     mask_thresh: float = 0.5
     keypoint_thresh: float = 0.05
     line_width: int = 0
+    score_thresh: float = 0.0
 
 
 def color_for(label: int, track_id: int = -1) -> tuple[int, int, int]:
@@ -145,6 +148,8 @@ def render(
         raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     if tuple(image.shape[:2]) != tuple(instances.image_size):
         raise ValueError(f"image size {image.shape[:2]} differs from instances.image_size {instances.image_size}")
+    if opts.score_thresh > 0:
+        instances = instances[instances.scores >= opts.score_thresh]
     out = image.copy()
     lw = _line_width(out, opts)
     h, w = out.shape[:2]
