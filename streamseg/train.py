@@ -207,21 +207,9 @@ def build_model(num_classes: int, **kwargs: Any) -> Any:
 
 def _check_architecture(model: Any, state: dict[str, Any], path: Path) -> None:
     """WeightsError unless ``state`` has exactly the model's keys and shapes."""
-    expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
-    given = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    missing = sorted(set(expected) - set(given))
-    unexpected = sorted(set(given) - set(expected))
-    mismatched = [
-        f"{k}: file {tuple(given[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in sorted(set(expected) & set(given))
-        if tuple(given[k].shape) != tuple(expected[k].shape)
-    ]
-    problems = []
-    kinds = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
-    for what, items in kinds:
-        if items:
-            shown = ", ".join(items[:_EXAMPLES]) + (", ..." if len(items) > _EXAMPLES else "")
-            problems.append(f"{len(items)} {what} ({shown})")
+    from streamseg.models.weights import state_dict_problems
+
+    problems = state_dict_problems(model, state)
     if problems:
         raise WeightsError(
             f"{path} is a checkpoint of another architecture than this training run: {'; '.join(problems)}"

@@ -195,3 +195,18 @@ def test_mot_output_and_track_eval_round_trip(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     proc = streamseg("track-eval", str(tmp_path / "missing.txt"), str(seq / "gt" / "gt.txt"))
     assert proc.returncode == 1 and "missing.txt" in error_line(proc)
+
+
+def test_demo_scores_the_bundled_model_on_a_held_out_clip(tmp_path: Path) -> None:
+    """The README's main job: held-out demo-world clip, bundled demo model, AP printed."""
+    proc = streamseg("demo", "--out-dir", str(tmp_path), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stderr.splitlines() if "AP on the held-out clip" in x)
+    ap = {k: float(v) for k, v in (part.split() for part in line.split(": ", 2)[2].split(", "))}
+    # Targets of the demo model (issue 3): segm AP >= 0.50, keypoint AP >= 0.40 on >= 100 frames.
+    assert ap["segm"] >= 0.50 and ap["keypoints"] >= 0.40 and ap["bbox"] >= 0.5
+    assert "IoU metric: segm" in proc.stdout and "IDF1" in proc.stdout
+    frames = decoded_frames(tmp_path / "annotated.mp4")
+    assert len(frames) == 120
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 120
+    assert (tmp_path / "tracks.txt").stat().st_size > 0

@@ -310,13 +310,15 @@ def _examples(items: list[str]) -> str:
     return shown + (", ..." if len(items) > _EXAMPLES else "")
 
 
-def _check_state_dict(
-    model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path, spec: ModelSpec
-) -> None:
-    """Strict key and shape check, with a readable message (counts and a few examples).
+def state_dict_problems(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> list[str]:
+    """What keeps ``state`` from loading strictly into ``model``, for an error message.
 
     ``num_batches_tracked`` buffers are ignored either way: ``FrozenBatchNorm2d`` drops
     them and ``BatchNorm2d`` fills them in when loading (torch's own behaviour).
+
+    Returns:
+        Up to three strings ("N missing keys (a, b, c, ...)", "N unexpected keys (...)",
+        "N shape mismatches (key: file (..) vs model (..), ...)"); empty when it loads.
     """
     expected = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     given = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
@@ -327,13 +329,15 @@ def _check_state_dict(
         for k in sorted(set(expected) & set(given))
         if tuple(given[k].shape) != tuple(expected[k].shape)
     ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys ({_examples(missing)})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys ({_examples(unexpected)})")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches ({_examples(mismatched)})")
+    kinds = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
+    return [f"{len(items)} {what} ({_examples(items)})" for what, items in kinds if items]
+
+
+def _check_state_dict(
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path, spec: ModelSpec
+) -> None:
+    """Strict key and shape check (:func:`state_dict_problems`) as a WeightsError naming the problems."""
+    problems = state_dict_problems(model, state)
     if problems:
         raise WeightsError(f"{path} is not a {spec.name} state dict: {', '.join(problems)}")
 
