@@ -29,14 +29,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_util
 
-from streamseg.errors import SinkError
 from streamseg.postprocess import paste_mask_in_box
+from streamseg.sinks.textfile import FlushedTextFile
 from streamseg.types import FrameResult, Instances
 
 __all__ = ["JsonlWriter", "result_to_dict", "read_jsonl", "MASK_THRESHOLD"]
@@ -102,7 +101,7 @@ def result_to_dict(result: FrameResult, categories: Sequence[str]) -> dict[str, 
     }
 
 
-class JsonlWriter:
+class JsonlWriter(FlushedTextFile):
     """Write one JSON line per frame, flushed after every line.
 
     An interrupted run leaves a file of complete, valid lines. Use it as a
@@ -120,13 +119,9 @@ class JsonlWriter:
     """
 
     def __init__(self, path: str | Path, *, categories: Sequence[str]) -> None:
-        self.path = Path(path)
+        super().__init__(path, what="results")
         self.categories = tuple(categories)
         self.frames_written = 0
-        try:
-            self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        except OSError as e:
-            raise SinkError(f"cannot write results {self.path}: {e.strerror or e}") from e
 
     def write(self, result: FrameResult) -> None:
         """Append the line of one frame and flush it to the OS.
@@ -134,44 +129,10 @@ class JsonlWriter:
         Raises:
             SinkError: the writer is closed, or writing failed (e.g. disk full).
         """
-        if self._file.closed:
-            raise SinkError(f"cannot write to {self.path}: the writer is closed")
+        self._check_open()
         line = json.dumps(result_to_dict(result, self.categories), separators=(",", ":"), allow_nan=False)
-        try:
-            self._file.write(line + "\n")
-            self._file.flush()
-        except OSError as e:
-            raise SinkError(f"cannot write results {self.path}: {e.strerror or e}") from e
+        self._write_flushed(line + "\n")
         self.frames_written += 1
-
-    def close(self) -> None:
-        """Close the file (idempotent).
-
-        Raises:
-            SinkError: the final flush failed.
-        """
-        if self._file.closed:
-            return
-        try:
-            self._file.close()
-        except OSError as e:
-            raise SinkError(f"cannot write results {self.path}: {e.strerror or e}") from e
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` has been called."""
-        return self._file.closed
-
-    def __enter__(self) -> JsonlWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -18,11 +18,11 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from types import TracebackType
 
 import numpy as np
 
-from streamseg.errors import ConfigError, SinkError
+from streamseg.errors import ConfigError
+from streamseg.sinks.textfile import FlushedTextFile
 from streamseg.types import Instances
 
 __all__ = ["MotWriter", "read_mot", "format_mot_lines"]
@@ -54,7 +54,7 @@ def format_mot_lines(frame_index: int, instances: Instances) -> list[str]:
     return lines
 
 
-class MotWriter:
+class MotWriter(FlushedTextFile):
     """Write tracking results as a MOT Challenge text file, flushed after every frame.
 
     An interrupted run leaves a file of complete lines. Use it as a context manager,
@@ -72,13 +72,9 @@ class MotWriter:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        super().__init__(path, what="MOT results", encoding="ascii")
         self.frames_written = 0
         self.rows_written = 0
-        try:
-            self._file = open(self.path, "w", encoding="ascii", newline="\n")  # noqa: SIM115 - closed in close()
-        except OSError as e:
-            raise SinkError(f"cannot write MOT results {self.path}: {e.strerror or e}") from e
 
     def write(self, frame_index: int, instances: Instances) -> None:
         """Append the lines of one frame (see :func:`format_mot_lines`) and flush them.
@@ -91,48 +87,13 @@ class MotWriter:
             SinkError: the writer is closed, or writing failed (e.g. disk full).
             ValueError: ``frame_index`` is negative.
         """
-        if self._file.closed:
-            raise SinkError(f"cannot write to {self.path}: the writer is closed")
+        self._check_open()
         if frame_index < 0:
             raise ValueError(f"frame_index must be >= 0 (0-based), got {frame_index}")
         lines = format_mot_lines(frame_index, instances)
-        try:
-            if lines:
-                self._file.write("\n".join(lines) + "\n")
-            self._file.flush()
-        except OSError as e:
-            raise SinkError(f"cannot write MOT results {self.path}: {e.strerror or e}") from e
+        self._write_flushed("\n".join(lines) + "\n" if lines else "")
         self.frames_written += 1
         self.rows_written += len(lines)
-
-    def close(self) -> None:
-        """Close the file (idempotent).
-
-        Raises:
-            SinkError: the final flush failed.
-        """
-        if self._file.closed:
-            return
-        try:
-            self._file.close()
-        except OSError as e:
-            raise SinkError(f"cannot write MOT results {self.path}: {e.strerror or e}") from e
-
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` has been called."""
-        return self._file.closed
-
-    def __enter__(self) -> MotWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def read_mot(path: str | Path, *, min_columns: int = 6) -> np.ndarray:
