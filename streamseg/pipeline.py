@@ -142,13 +142,17 @@ class JsonlOutput:
 
 
 class MotOutput:
-    """Tracks as a MOT Challenge txt file (``frame,id,x,y,w,h,conf,-1,-1,-1``, frames 1-based)."""
+    """Tracks as a MOT Challenge txt file (``frame,id,x,y,w,h,conf,-1,-1,-1``, frames 1-based).
+
+    ``interpolate_max_gap`` > 0 fills track gaps of up to that many frames when the
+    output is closed (see :class:`~streamseg.sinks.mot.MotWriter`).
+    """
 
     needs_image = False
     stage = "mot"
 
-    def __init__(self, path: str | Path) -> None:
-        self._writer = MotWriter(path)
+    def __init__(self, path: str | Path, *, interpolate_max_gap: int = 0) -> None:
+        self._writer = MotWriter(path, interpolate_max_gap=interpolate_max_gap)
 
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
         self._writer.write(result.frame.index, result.instances)

@@ -81,6 +81,12 @@ def test_missing_path_is_one_line_error(tmp_path: Path) -> None:
     assert "nope.mp4" in error_line(proc)
 
 
+def test_mot_interpolate_needs_a_mot_file(tmp_path: Path) -> None:
+    proc = streamseg("run", str(tmp_path / "nope.mp4"), *FAST, "--mot-interpolate", "20")
+    assert proc.returncode == 1
+    assert "--mot FILE.txt" in error_line(proc)
+
+
 def test_text_file_named_mp4_is_rejected(tmp_path: Path) -> None:
     fake = tmp_path / "notes.mp4"
     fake.write_text("this is not a video\n" * 50)
@@ -176,7 +182,7 @@ def test_help_explains_every_option() -> None:
 def test_mot_output_and_track_eval_round_trip(tmp_path: Path) -> None:
     seq = data_path("mot17-mini", "MOT17-04-FRCNN")
     mot = tmp_path / "MOT17-04-FRCNN.txt"
-    proc = streamseg("run", str(seq / "img1"), *FAST, "--max-detections", "10", "--mot", str(mot), "--jsonl", str(tmp_path / "r.jsonl"))
+    proc = streamseg("run", str(seq / "img1"), *FAST, "--max-detections", "10", "--mot", str(mot), "--mot-interpolate", "20", "--jsonl", str(tmp_path / "r.jsonl"))
     assert proc.returncode == 0, proc.stderr
     assert mot.exists()
     # The ground truth scored against itself (every row counting) is perfect.

@@ -638,3 +638,113 @@ def test_acceptance_noisy_synthetic_tracks(tmp_path: Path) -> None:
     assert total.num_gt_dets == 4 * 8 * 150
     assert total.idf1 >= 0.90
     assert total.id_switches <= total.num_gt_dets / 100
+
+
+# -- offline gap filling (ByteTrack's linear interpolation) -------------------------------------
+
+
+def test_interpolate_tracks_fills_short_gaps_linearly_and_leaves_long_ones() -> None:
+    from streamseg.tracking import interpolate_tracks
+
+    rows = np.array(
+        [
+            # frame, id, x, y, w, h, conf
+            [1, 7, 0.0, 0.0, 10.0, 20.0, 0.9],
+            [4, 7, 30.0, 3.0, 16.0, 20.0, 0.8],  # 2 missing frames: filled
+            [20, 7, 30.0, 3.0, 16.0, 20.0, 0.8],  # 15 missing frames: left empty
+            [2, 3, 5.0, 5.0, 5.0, 5.0, 0.5],
+            [5, -1, 1.0, 1.0, 1.0, 1.0, 0.5],  # untracked rows are never touched
+            [9, -1, 1.0, 1.0, 1.0, 1.0, 0.5],
+        ]
+    )
+    out = interpolate_tracks(rows, max_gap=10)
+    assert out.shape == (8, 7)
+    assert (np.diff(out[:, 0]) >= 0).all()  # sorted by frame
+    added = out[(out[:, 1] == 7) & np.isin(out[:, 0], [2, 3])]
+    np.testing.assert_allclose(added[:, 2:6], [[10.0, 1.0, 12.0, 20.0], [20.0, 2.0, 14.0, 20.0]])
+    np.testing.assert_allclose(added[:, 6], 0.9)  # the earlier row's confidence
+    assert not ((out[:, 1] == 7) & (out[:, 0] > 4) & (out[:, 0] < 20)).any()
+    assert (out[:, 1] == -1).sum() == 2
+    np.testing.assert_array_equal(interpolate_tracks(rows, 0), rows[np.lexsort((rows[:, 1], rows[:, 0]))])
+    with pytest.raises(ValueError, match="max_gap"):
+        interpolate_tracks(rows, -1)
+    with pytest.raises(ValueError, match="C >= 6"):
+        interpolate_tracks(rows[:, :4], 5)
+
+
+def test_mot_writer_fills_gaps_when_closed(tmp_path: Path) -> None:
+    path = tmp_path / "tracks.txt"
+    with MotWriter(path, interpolate_max_gap=5) as writer:
+        for t in range(6):
+            inst = dets([box_at(10.0 * t, 0.0)], [0.9]) if t in (0, 4, 5) else empty()
+            writer.write(t, Instances(**{**inst.__dict__, "track_ids": np.full(len(inst), 4, np.int64)}))
+        assert len(read_mot(path)) == 3  # flushed online rows while running
+    rows = read_mot(path)
+    assert writer.rows_interpolated == 3
+    np.testing.assert_array_equal(rows[:, 0], [1, 2, 3, 4, 5, 6])
+    np.testing.assert_allclose(rows[:, 2], [0.0, 10.0, 20.0, 30.0, 40.0, 50.0])
+    assert not (tmp_path / "tracks.txt.tmp").exists()
+
+
+def _demo_world_tracks(seed: int, num_frames: int):
+    """Ground truth of a held-out demo-world clip as SyntheticTracks (no video is encoded)."""
+    from streamseg.models.demo import DEMO_SIZE, clip_frames
+    from streamseg.tracking.synthetic import SyntheticTracks
+
+    frames, ids, boxes, labels = [], [], [], []
+    for frame in clip_frames(seed=seed, num_frames=num_frames):
+        for obj in frame.objects:
+            x, y, w, h = obj.bbox
+            frames.append(frame.index)
+            ids.append(obj.track_id)
+            boxes.append([x, y, x + w, y + h])
+            labels.append(obj.category_id)
+    return SyntheticTracks(
+        image_size=DEMO_SIZE,
+        num_frames=num_frames,
+        frames=np.array(frames, np.int64),
+        ids=np.array(ids, np.int64),
+        boxes=np.array(boxes, np.float32),
+        labels=np.array(labels, np.int64),
+    )
+
+
+def test_acceptance_noisy_demo_world_ground_truth(tmp_path: Path) -> None:
+    """Issue 4 on the demo world: IDF1 >= 0.90 and <= 1 ID switch per 100 GT track-frames.
+
+    Four held-out clips (seeds 2026-2029, 150 frames, persons, balls, boxes and cars
+    that enter, leave, cross and occlude each other); their exact ground truth made
+    noisy: 5% box jitter, 10% of detections dropped, one occlusion gap of up to 10
+    frames per object. The online tracks are bounded by the input's recall (about
+    0.83, so IDF1 <= 2R / (1 + R) ~ 0.91 even with perfect identities); ByteTrack's
+    offline gap filling (``--mot-interpolate 20``) recovers the dropped frames.
+    """
+    needs_trackeval()
+    from streamseg.eval.mot import COMBINED, evaluate_mot, format_table
+
+    gt_dir, online_dir, filled_dir = tmp_path / "gt", tmp_path / "online", tmp_path / "filled"
+    online_dir.mkdir()
+    filled_dir.mkdir()
+    for seed in (2026, 2027, 2028, 2029):
+        gt = _demo_world_tracks(seed, 150)
+        (gt_dir / f"demo-{seed}" / "gt").mkdir(parents=True)
+        gt.write_mot(gt_dir / f"demo-{seed}" / "gt" / "gt.txt")
+        tracker = ByteTracker()
+        detections = noisy_detections(gt, jitter=0.05, drop_rate=0.1, max_gap=10, seed=seed)
+        with (
+            MotWriter(online_dir / f"demo-{seed}.txt") as online,
+            MotWriter(filled_dir / f"demo-{seed}.txt", interpolate_max_gap=20) as filled,
+        ):
+            for t, inst in enumerate(detections):
+                tracked = tracker.update(inst)
+                online.write(t, tracked)
+                filled.write(t, tracked)
+    online = evaluate_mot(online_dir, gt_dir, gt_filter="all")
+    filled = evaluate_mot(filled_dir, gt_dir, gt_filter="all")
+    print("\nonline:\n" + format_table(online) + "\ninterpolated:\n" + format_table(filled))
+    total = filled[COMBINED]
+    assert total.num_gt_dets > 2000
+    assert online[COMBINED].idp >= 0.95  # identities are right where the tracker reports a box
+    assert total.idf1 >= 0.90
+    assert total.id_switches <= total.num_gt_dets / 100
+    assert total.idf1 > online[COMBINED].idf1

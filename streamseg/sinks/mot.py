@@ -16,6 +16,7 @@ tracking (``-1``). Ground-truth files use the same first six columns, then
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -62,19 +63,31 @@ class MotWriter(FlushedTextFile):
 
     Args:
         path: output file (created or truncated; its folder must exist).
+        interpolate_max_gap: when > 0, :meth:`close` rewrites the file once with the
+            gaps of up to this many frames inside each track filled by linear
+            interpolation (:func:`~streamseg.tracking.interpolation.interpolate_tracks`,
+            ByteTrack's offline post-processing). The file is replaced atomically, so
+            it holds either the online rows or the filled ones, never a mix. 0 (the
+            default) leaves the online rows as written.
 
     Attributes:
         frames_written: calls to :meth:`write` so far (frames, with or without lines).
-        rows_written: lines written so far.
+        rows_written: lines written so far (before interpolation).
+        rows_interpolated: rows added by interpolation at :meth:`close`.
 
     Raises:
         SinkError: the file cannot be created.
+        ValueError: ``interpolate_max_gap`` is negative.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, interpolate_max_gap: int = 0) -> None:
+        if int(interpolate_max_gap) < 0:
+            raise ValueError(f"interpolate_max_gap must be >= 0, got {interpolate_max_gap}")
         super().__init__(path, what="MOT results", encoding="ascii")
         self.frames_written = 0
         self.rows_written = 0
+        self.rows_interpolated = 0
+        self._max_gap = int(interpolate_max_gap)
 
     def write(self, frame_index: int, instances: Instances) -> None:
         """Append the lines of one frame (see :func:`format_mot_lines`) and flush them.
@@ -94,6 +107,36 @@ class MotWriter(FlushedTextFile):
         self._write_flushed("\n".join(lines) + "\n" if lines else "")
         self.frames_written += 1
         self.rows_written += len(lines)
+
+    def close(self) -> None:
+        """Close the file; with ``interpolate_max_gap`` > 0, then fill the track gaps (idempotent).
+
+        Raises:
+            SinkError: the final flush or the rewrite failed (the online rows stay in place).
+        """
+        if self.closed:
+            return
+        super().close()
+        if self._max_gap > 0 and self.rows_written:
+            self._rewrite_interpolated()
+
+    def _rewrite_interpolated(self) -> None:
+        from streamseg.tracking.interpolation import interpolate_tracks
+
+        rows = read_mot(self.path, min_columns=10)
+        filled = interpolate_tracks(rows, self._max_gap)
+        lines = [
+            f"{int(r[0])},{int(r[1])},{r[2]:.2f},{r[3]:.2f},{r[4]:.2f},{r[5]:.2f},{r[6]:.4f},-1,-1,-1"
+            for r in filled
+        ]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            tmp.write_text("".join(line + "\n" for line in lines), encoding="ascii")
+            os.replace(tmp, self.path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise self._error(e) from e
+        self.rows_interpolated = len(filled) - len(rows)
 
 
 def read_mot(path: str | Path, *, min_columns: int = 6) -> np.ndarray:

@@ -9,7 +9,8 @@ The tracker takes and returns :class:`~streamseg.types.Instances`::
 
 See :mod:`streamseg.tracking.byte_tracker` for the algorithm (Zhang et al. 2022),
 :mod:`streamseg.tracking.kalman` for the filter, :mod:`streamseg.tracking.smoothing`
-for the optional keypoint smoothing and :mod:`streamseg.tracking.synthetic` for
+for the optional keypoint smoothing, :mod:`streamseg.tracking.interpolation` for
+offline gap filling of finished tracks, and :mod:`streamseg.tracking.synthetic` for
 generated ground truth with crossings.
 """
 
@@ -24,6 +25,7 @@ from streamseg.tracking.byte_tracker import (
     mask_iou,
     valid_detections,
 )
+from streamseg.tracking.interpolation import interpolate_tracks
 from streamseg.tracking.smoothing import OneEuroFilter
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "TrackInfo",
     "TrackState",
     "OneEuroFilter",
+    "interpolate_tracks",
     "linear_assignment",
     "mask_iou",
     "valid_detections",
