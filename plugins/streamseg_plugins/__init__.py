@@ -1,0 +1,1 @@
+"""streamseg's kernels for TensorRT: the Triton MultiLevelRoIAlign kernel (``roialign_triton``)."""
