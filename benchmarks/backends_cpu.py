@@ -1,0 +1,122 @@
+"""Backend benchmark: torchvision eager vs our torch graph vs ONNX Runtime (ort flavour), one run.
+
+Usage::
+
+    python benchmarks/backends_cpu.py [VIDEO] [--frames 4] [--rounds 3] [--sizes 800 480]
+
+For each ``--sizes`` min size, the three backends run the same decoded frames with the
+same seeded random weights (``maskrcnn_resnet50_fpn``), ``score_thresh`` 0 and 20
+detections per image, so every backend runs its mask head on exactly 20 RoIs:
+
+* ``torchvision eager``: :class:`~streamseg.backends.torch_backend.TorchBackend`
+  (torchvision's own modules, as ``model(images)``);
+* ``our torch graph``: :class:`~streamseg.backends.graph_backend.TorchGraphBackend`
+  (:class:`~streamseg.models.graph.MaskRCNNGraph`, eager torch);
+* ``onnxruntime (ort)``: :class:`~streamseg.backends.onnxruntime_backend.OnnxRuntimeBackend`
+  (the exported ort flavour, tuned CPU session).
+
+Each round times every backend on every frame (``infer``: preprocess, model and the
+shared numpy postprocess), alternating backends frame by frame, so drifts in the
+shared machine's speed hit all of them alike; the table gives the median ms per frame
+over all rounds and the speed-up over torchvision eager. Before timing, the outputs of
+every backend on the first frame are compared with torchvision's (same labels, boxes
+within 0.05 px, scores within 1e-3), so the speed is at equal outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_VIDEO = REPO.parent / "shared" / "data" / "videos" / "vtest.avi"
+MODEL = "maskrcnn_resnet50_fpn"
+
+
+def _frames(video: str, count: int) -> list[np.ndarray]:
+    import av
+
+    frames = []
+    with av.open(video) as container:
+        for frame in container.decode(video=0):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == count:
+                break
+    return frames
+
+
+def _same(a, b) -> str:
+    if len(a) != len(b):
+        return f"{len(a)} vs {len(b)} detections"
+    if not (a.labels == b.labels).all():
+        return "labels differ"
+    box = float(np.abs(a.boxes - b.boxes).max()) if len(a) else 0.0
+    score = float(np.abs(a.scores - b.scores).max()) if len(a) else 0.0
+    if box > 0.05 or score > 1e-3:
+        return f"boxes differ by {box:.3g} px, scores by {score:.3g}"
+    return f"equal (boxes within {box:.2g} px, scores within {score:.2g})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("video", nargs="?", default=str(DEFAULT_VIDEO))
+    parser.add_argument("--frames", type=int, default=4, help="frames per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[800, 480], help="min sizes (short side, px)")
+    args = parser.parse_args()
+    if not Path(args.video).exists():
+        print(f"video not found: {args.video}", file=sys.stderr)
+        return 1
+
+    import os
+
+    import torch
+
+    os.environ.setdefault("STREAMSEG_CACHE", tempfile.mkdtemp(prefix="streamseg-bench-"))
+    from streamseg.backends.graph_backend import TorchGraphBackend
+    from streamseg.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from streamseg.backends.torch_backend import TorchBackend
+
+    frames = _frames(args.video, args.frames)
+    print(f"{len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]} from {args.video}; "
+          f"{MODEL}, random weights, score_thresh 0, 20 detections; torch threads {torch.get_num_threads()}")
+    rows = []
+    for min_size in args.sizes:
+        common = {"weights": "random", "score_thresh": 0.0, "min_size": min_size, "detections_per_img": 20}
+        backends = {
+            "torchvision eager": TorchBackend(MODEL, **common),
+            "our torch graph": TorchGraphBackend(MODEL, **common),
+            "onnxruntime (ort)": OnnxRuntimeBackend(MODEL, **common),
+        }
+        reference = None
+        for name, backend in backends.items():  # warm-up, export, and the equal-outputs check
+            out, _ = backend.infer(frames[0])
+            reference = out if reference is None else reference
+            print(f"  {min_size} px {name}: {_same(reference, out)}")
+        times: dict[str, list[float]] = {name: [] for name in backends}
+        for _ in range(args.rounds):
+            for frame in frames:
+                for name, backend in backends.items():
+                    t0 = time.perf_counter()
+                    backend.infer(frame)
+                    times[name].append((time.perf_counter() - t0) * 1e3)
+        base = statistics.median(times["torchvision eager"])
+        for name, samples in times.items():
+            med = statistics.median(samples)
+            rows.append((min_size, name, med, base / med))
+
+    print("\n| min size | backend | ms per frame (median) | speed-up vs torchvision eager |")
+    print("|---|---|---|---|")
+    for min_size, name, med, speedup in rows:
+        print(f"| {min_size} | {name} | {med:.0f} | {speedup:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""What every backend that runs the exported graph shares: preprocessing, sizing, postprocessing.
+
+The ONNX Runtime and TensorRT backends (and the torch graph runner used by the
+benchmark and the tests) all run :class:`~streamseg.models.graph.MaskRCNNGraph`
+in some form. They differ only in how one call of the graph is made; this module
+does the rest the same way for all of them:
+
+1. pick the network-input size from the frame size (:func:`network_size_for`, the
+   size torchvision would pad the frame to), once per frame size;
+2. :func:`~streamseg.models.graph.preprocess` the frame (resize, normalise, pad);
+3. run the graph (the subclass's :meth:`GraphBackend._run`);
+4. keep the valid detections, build :class:`~streamseg.postprocess.RawDetections`
+   and call the shared numpy :func:`~streamseg.postprocess.postprocess`, merging a
+   second model's keypoints as :class:`~streamseg.backends.torch_backend.TorchBackend`
+   does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from streamseg.backends.torch_backend import KEYPOINT_MODEL, max_size_for
+from streamseg.errors import BackendError, ConfigError, StreamsegError
+from streamseg.models.graph import network_size_for, preprocess
+from streamseg.models.registry import DEFAULT_MODEL, ModelSpec, get_model_spec
+from streamseg.postprocess import RawDetections, merge_keypoints, postprocess
+from streamseg.types import Instances
+
+__all__ = ["GraphBackend", "GraphModel", "TorchGraphBackend"]
+
+#: torchvision's ImageNet normalisation, used by every registry model (GeneralizedRCNNTransform).
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
+
+class GraphModel:
+    """One exported model (the main one, or the keypoint model added by ``keypoints=True``).
+
+    Attributes:
+        spec: its registry entry.
+        keypoint_labels: labels whose keypoints are kept (the "person" class).
+    """
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.keypoint_labels = tuple(i for i, name in enumerate(spec.categories) if name == "person")
+
+
+class GraphBackend:
+    """Base of the backends that run :class:`~streamseg.models.graph.MaskRCNNGraph` (see the module docstring).
+
+    Subclasses implement :meth:`_run` and set :attr:`name` and :attr:`device`.
+
+    Args:
+        model_name: registry name of the main model.
+        score_thresh: minimum detection score (exclusive), in [0, 1]; a graph input.
+        min_size: shorter side of the network input before padding, pixels.
+        keypoints: with a mask model, also run Keypoint R-CNN and attach its keypoints
+            to matching persons.
+        detections_per_img: at most this many detections per image and model.
+        weights: weights file, ``"random"``, or None for the registry's file.
+        seed: torch seed for random weights.
+        allow_download: allow downloading missing registry weights.
+
+    Attributes:
+        models: the main :class:`GraphModel`, then the keypoint one if any.
+        random_weights: whether the weights are seeded random.
+
+    Raises:
+        ConfigError: unknown model, bad threshold or size.
+        WeightsError: the weights cannot be found or read.
+    """
+
+    name = "graph"
+    device = "cpu"
+
+    def __init__(
+        self,
+        model_name: str = DEFAULT_MODEL,
+        *,
+        score_thresh: float = 0.5,
+        min_size: int = 800,
+        keypoints: bool = False,
+        detections_per_img: int = 100,
+        weights: str | None = None,
+        seed: int = 0,
+        allow_download: bool = True,
+    ) -> None:
+        spec = get_model_spec(model_name)
+        if not 0.0 <= float(score_thresh) <= 1.0:
+            raise ConfigError(f"score_thresh must be in [0, 1], got {score_thresh}")
+        if int(min_size) < 32:
+            raise ConfigError(f"min_size must be at least 32 pixels, got {min_size}")
+        if int(detections_per_img) < 1:
+            raise ConfigError(f"detections_per_img must be at least 1, got {detections_per_img}")
+        self.spec = spec
+        self.model_name = spec.name
+        self.categories: Sequence[str] = spec.categories
+        self.score_thresh = float(score_thresh)
+        self.min_size = int(min_size)
+        self.max_size = max_size_for(self.min_size)
+        self.detections_per_img = int(detections_per_img)
+        self.weights = weights
+        self.seed = int(seed)
+        self.allow_download = bool(allow_download)
+        self.random_weights = weights is not None and str(weights).strip().lower() == "random"
+        self.models = [GraphModel(spec)]
+        if keypoints and not spec.has_keypoints:
+            self.models.append(GraphModel(get_model_spec(KEYPOINT_MODEL)))
+        self._sizes: dict[tuple[int, int], tuple[int, int]] = {}
+
+    def __repr__(self) -> str:
+        extra = f" + {KEYPOINT_MODEL}" if len(self.models) > 1 else ""
+        random = ", RANDOM weights" if self.random_weights else ""
+        return (
+            f"{type(self).__name__}({self.model_name}{extra}, device={self.device}, min_size={self.min_size}, "
+            f"score_thresh={self.score_thresh}{random})"
+        )
+
+    def weights_for(self, index: int) -> str | None:
+        """Weights argument of model ``index``: the user's for the main one; the keypoint model
+        follows only ``"random"`` (as :class:`~streamseg.backends.torch_backend.TorchBackend`)."""
+        if index == 0 or self.random_weights:
+            return self.weights
+        return None
+
+    def network_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """Network-input (H, W) for frames of ``image_size`` (torchvision's padded size)."""
+        size = self._sizes.get(image_size)
+        if size is None:
+            size = network_size_for(image_size, min_size=self.min_size, max_size=self.max_size)
+            self._sizes[image_size] = size
+        return size
+
+    def _run(self, index: int, size: tuple[int, int], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run model ``index``'s graph for network size ``size``; return its outputs by name."""
+        raise NotImplementedError
+
+    def infer_raw(self, image: np.ndarray) -> tuple[list[RawDetections], dict[str, float]]:
+        """Run the graph(s) on one image up to :class:`RawDetections` (valid rows only).
+
+        Raises:
+            BackendError: not an (H, W, 3) uint8 image, or the runtime failed.
+        """
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise BackendError(
+                f"expected an (H, W, 3) uint8 RGB image, got shape {getattr(image, 'shape', None)} "
+                f"dtype {getattr(image, 'dtype', type(image).__name__)}"
+            )
+        image_size = (int(image.shape[0]), int(image.shape[1]))
+        size = self.network_size(image_size)
+        t0 = time.perf_counter()
+        images, (h, w) = preprocess(
+            image, size=size, min_size=self.min_size, max_size=self.max_size, image_mean=IMAGE_MEAN, image_std=IMAGE_STD
+        )
+        inputs = {
+            "images": images,
+            "image_size": np.array([h, w], dtype=np.float32),
+            "score_thresh": np.array([self.score_thresh], dtype=np.float32),
+        }
+        t1 = time.perf_counter()
+        raws = []
+        for index in range(len(self.models)):
+            out = self._run(index, size, inputs)
+            n = int(np.asarray(out["num_detections"]).reshape(-1)[0])
+
+            def rows(name: str, n: int = n, out: dict[str, np.ndarray] = out) -> np.ndarray | None:
+                return None if name not in out else np.asarray(out[name])[:n]
+
+            raws.append(
+                RawDetections(
+                    boxes=rows("boxes"),
+                    scores=rows("scores"),
+                    labels=rows("labels"),
+                    mask_probs=rows("mask_probs"),
+                    keypoint_heatmaps=rows("keypoint_heatmaps"),
+                    input_size=(h, w),
+                    image_size=image_size,
+                )
+            )
+        t2 = time.perf_counter()
+        return raws, {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
+
+    def infer(self, image: np.ndarray) -> tuple[Instances, dict[str, float]]:
+        """Detect instances in one image (the :class:`~streamseg.backends.base.Backend` protocol).
+
+        Args:
+            image: (H, W, 3) uint8 RGB.
+
+        Returns:
+            ``(instances, timings_ms)`` as :meth:`TorchBackend.infer
+            <streamseg.backends.torch_backend.TorchBackend.infer>`.
+
+        Raises:
+            BackendError: not an (H, W, 3) uint8 image, or the runtime failed on it.
+        """
+        try:
+            raws, timings = self.infer_raw(image)
+        except StreamsegError:
+            raise
+        except (RuntimeError, ValueError) as exc:
+            raise BackendError(f"{self.name} backend failed on a {getattr(image, 'shape', '?')} image: {exc}") from exc
+        t0 = time.perf_counter()
+        instances = postprocess(raws[0], score_thresh=self.score_thresh, keypoint_labels=self.models[0].keypoint_labels)
+        if len(raws) > 1:
+            instances = merge_keypoints(instances, postprocess(raws[1], score_thresh=self.score_thresh))
+        timings["postprocess"] = (time.perf_counter() - t0) * 1e3
+        return instances, timings
+
+
+class TorchGraphBackend(GraphBackend):
+    """:class:`~streamseg.models.graph.MaskRCNNGraph` run eagerly by torch on the CPU.
+
+    The reference for the exported flavours (same graph, no export) and the "our torch
+    graph" row of the ONNX Runtime benchmark. Takes :class:`GraphBackend`'s arguments.
+    """
+
+    name = "torch-graph"
+
+    def __init__(self, model_name: str = DEFAULT_MODEL, **kwargs: Any) -> None:
+        super().__init__(model_name, **kwargs)
+        from streamseg.models.weights import load_model
+
+        self._torch_models = [
+            load_model(
+                m.spec,
+                self.weights_for(i),
+                seed=self.seed,
+                allow_download=self.allow_download,
+                detections_per_img=self.detections_per_img,
+            )[0]
+            for i, m in enumerate(self.models)
+        ]
+        self._graphs: dict[tuple[int, tuple[int, int]], Any] = {}
+
+    def graph(self, index: int, size: tuple[int, int]) -> Any:
+        """The :class:`~streamseg.models.graph.MaskRCNNGraph` of model ``index`` at ``size`` (built once)."""
+        from streamseg.models.graph import MaskRCNNGraph
+
+        key = (index, size)
+        if key not in self._graphs:
+            self._graphs[key] = MaskRCNNGraph(
+                self._torch_models[index], size=size, detections_per_img=self.detections_per_img
+            ).eval()
+        return self._graphs[key]
+
+    def _run(self, index: int, size: tuple[int, int], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        graph = self.graph(index, size)
+        with torch.inference_mode():
+            outs = graph(*(torch.from_numpy(inputs[k]) for k in ("images", "image_size", "score_thresh")))
+        return {name: t.numpy() for name, t in zip(graph.output_names, outs, strict=True)}

@@ -1,0 +1,204 @@
+"""The ONNX Runtime backend: the exported graph (ort flavour) on CPU, or on CUDA where available.
+
+One :class:`onnxruntime.InferenceSession` per model and network-input size. The ONNX
+file is exported from the registry model on first use and cached
+(:func:`streamseg.export.cached_onnx`), or given explicitly (``onnx_path``), in which
+case its metadata must say it is our graph for this model (a file of another model,
+flavour, size or graph version is refused). Pre- and postprocessing are the ones
+every graph backend shares (:mod:`streamseg.backends.graph_backend`), so the
+Instances are those of the torch backend.
+
+Session options (tuned for this graph on a CPU): all graph optimisations
+(``ORT_ENABLE_ALL``: constant folding, Conv+BN/Relu fusion, layout transforms),
+sequential execution (the graph is a chain, parallel branches would only fight for
+cores), intra-op threads = the cores this process may use, and the CPU memory arena
+with memory patterns (the same shapes repeat every frame).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamseg.backends.graph_backend import GraphBackend
+from streamseg.errors import BackendError, ConfigError
+from streamseg.models.registry import DEFAULT_MODEL
+
+__all__ = ["OnnxRuntimeBackend", "session_options", "available_providers"]
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise BackendError(
+            "the onnxruntime backend needs ONNX Runtime: pip install 'streamseg[onnx]' "
+            "(onnxruntime, or onnxruntime-gpu for CUDA)"
+        ) from exc
+    return onnxruntime
+
+
+def available_providers() -> list[str]:
+    """ONNX Runtime's execution providers in this install ([] without onnxruntime)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return []
+    return list(onnxruntime.get_available_providers())
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def session_options(threads: int | None = None) -> Any:
+    """The tuned :class:`onnxruntime.SessionOptions` (see the module docstring).
+
+    Args:
+        threads: intra-op threads (default: the cores this process may run on).
+
+    Raises:
+        BackendError: onnxruntime is not installed.
+    """
+    ort = _import_ort()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = int(threads or _cores())
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = True
+    options.enable_mem_pattern = True
+    options.log_severity_level = 3  # errors only: ORT warns about unused initialisers of the export
+    return options
+
+
+class OnnxRuntimeBackend(GraphBackend):
+    """Mask R-CNN / Keypoint R-CNN under ONNX Runtime (the ``"onnxruntime"`` backend).
+
+    Args:
+        model_name: registry name.
+        device: ``"cpu"``, or ``"cuda"`` / ``"cuda:N"`` (needs onnxruntime-gpu's
+            CUDAExecutionProvider).
+        onnx_path: an ONNX file exported by ``streamseg export --flavour ort`` to use
+            instead of the cache (its size then fixes the network input; frames whose
+            resized size does not fit are refused).
+        threads: intra-op threads (default: the cores this process may use).
+        flavour: ``"ort"`` (default), or ``"trt"`` to run the graph TensorRT will parse,
+            with ``streamseg::MultiLevelRoIAlign`` as a Python custom op
+            (:mod:`streamseg.ops.ort_custom_op`; for checking on a CPU, not for speed).
+        **kwargs: :class:`~streamseg.backends.graph_backend.GraphBackend`'s arguments
+            (``weights``, ``score_thresh``, ``min_size``, ``keypoints``,
+            ``detections_per_img``, ``seed``, ``allow_download``).
+
+    Raises:
+        BackendError: onnxruntime missing, or CUDA asked for without its provider.
+        ConfigError: bad arguments; ``onnx_path`` together with ``keypoints``.
+        WeightsError: weights or ONNX file missing, unreadable or of another model.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model_name: str = DEFAULT_MODEL,
+        *,
+        device: str = "cpu",
+        onnx_path: str | os.PathLike[str] | None = None,
+        threads: int | None = None,
+        flavour: str = "ort",
+        **kwargs: Any,
+    ) -> None:
+        ort = _import_ort()
+        if flavour not in ("ort", "trt"):
+            raise ConfigError(f"unknown ONNX flavour {flavour!r}; use ort or trt")
+        self.flavour = flavour
+        super().__init__(model_name, **kwargs)
+        if device == "cpu":
+            self.providers = ["CPUExecutionProvider"]
+        elif device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise BackendError(
+                    f"device {device} asked for, but ONNX Runtime has no CUDAExecutionProvider here "
+                    f"(providers: {', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
+                    "and a CUDA driver, or use --device cpu"
+                )
+            index = int(device.split(":")[1]) if ":" in device else 0
+            self.providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        else:
+            raise ConfigError(f"device {device!r} is not supported by the onnxruntime backend (use cpu or cuda)")
+        self.device = device
+        self._threads = threads
+        self._sessions: dict[tuple[int, tuple[int, int]], Any] = {}
+        self._fixed_size: tuple[int, int] | None = None
+        self._onnx_path = Path(onnx_path) if onnx_path is not None else None
+        if self._onnx_path is not None:
+            if len(self.models) > 1:
+                raise ConfigError("--onnx gives one model's file; it cannot be combined with --keypoints")
+            from streamseg.export import check_onnx_metadata
+            from streamseg.models.graph import parse_size
+
+            meta = check_onnx_metadata(self._onnx_path, model_name=self.model_name, flavour=flavour)
+            self._fixed_size = parse_size(meta["streamseg.size"])
+        else:
+            # Resolve (and verify) the weights now, so a missing file fails before any frame.
+            from streamseg.export import weights_id
+
+            for i, m in enumerate(self.models):
+                weights_id(m.spec.name, self.weights_for(i), seed=self.seed, allow_download=self.allow_download)
+
+    def network_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """The file's size for an explicit ``onnx_path``, else torchvision's padded size."""
+        return self._fixed_size or super().network_size(image_size)
+
+    def onnx_file(self, index: int, size: tuple[int, int]) -> Path:
+        """The ONNX file of model ``index`` at ``size`` (exported and cached on first use)."""
+        if self._onnx_path is not None:
+            return self._onnx_path
+        from streamseg.export import cached_onnx
+
+        return cached_onnx(
+            self.models[index].spec.name,
+            size=size,
+            flavour=self.flavour,
+            weights=self.weights_for(index),
+            seed=self.seed,
+            allow_download=self.allow_download,
+            detections_per_img=self.detections_per_img,
+        )
+
+    def session(self, index: int, size: tuple[int, int]) -> Any:
+        """The InferenceSession of model ``index`` at ``size`` (created once)."""
+        key = (index, size)
+        if key not in self._sessions:
+            ort = _import_ort()
+            path = self.onnx_file(index, size)
+            try:
+                if self.flavour == "trt":
+                    from streamseg.ops.ort_custom_op import inference_session
+
+                    providers = tuple(p if isinstance(p, str) else p[0] for p in self.providers)
+                    self._sessions[key] = inference_session(
+                        path, options=session_options(self._threads), providers=providers
+                    )
+                else:
+                    self._sessions[key] = ort.InferenceSession(
+                        str(path), sess_options=session_options(self._threads), providers=self.providers
+                    )
+            except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+                raise BackendError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}") from exc
+        return self._sessions[key]
+
+    def _run(self, index: int, size: tuple[int, int], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self.session(index, size)
+        names = [o.name for o in session.get_outputs()]
+        try:
+            outs = session.run(names, inputs)
+        except Exception as exc:
+            raise BackendError(f"ONNX Runtime failed: {str(exc).splitlines()[0]}") from exc
+        return dict(zip(names, outs, strict=True))
