@@ -94,6 +94,26 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
         "torchvision's detections_per_img)",
     )
     g.add_argument("--seed", type=int, default=0, help="seed for --weights random (default: 0)")
+    g.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnxruntime", "tensorrt"],
+        help="torch = torchvision's modules (CPU or CUDA); onnxruntime = the exported graph under ONNX "
+        "Runtime (exported and cached on first use, see `streamseg export`); tensorrt = a TensorRT engine "
+        "with our RoIAlign plugin (built and cached on first use, NVIDIA GPU only). Default: torch",
+    )
+    g.add_argument(
+        "--onnx",
+        metavar="FILE.onnx",
+        help="with --backend onnxruntime: use this file from `streamseg export --flavour ort` instead of "
+        "the cache (its size fixes the network input)",
+    )
+    g.add_argument(
+        "--precision",
+        default="fp16",
+        choices=["fp32", "fp16", "int8"],
+        help="with --backend tensorrt: engine precision (default: fp16)",
+    )
 
 
 def _add_tracking_options(p: argparse.ArgumentParser) -> None:
@@ -220,12 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     track_eval.set_defaults(func=_cmd_track_eval)
 
-    from streamseg import monitor, train
+    from streamseg_engines import cli as engines_cli
+
+    from streamseg import doctor, export, monitor, train
     from streamseg.eval import coco
 
     train.add_parser(sub)
     coco.add_parser(sub)
     monitor.add_parser(sub)
+    export.add_parser(sub)
+    engines_cli.add_parser(sub)
+    doctor.add_parser(sub)
     return parser
 
 
@@ -259,6 +284,9 @@ def _run_pipeline(
     detect_every: int = 1,
     trails: bool = False,
     render_options: RenderOptions | None = None,
+    backend_name: str = "torch",
+    onnx: str | None = None,
+    precision: str = "fp16",
 ) -> RunSummary:
     from streamseg.backends import create_backend
     from streamseg.models.registry import get_model_spec
@@ -269,17 +297,24 @@ def _run_pipeline(
     get_model_spec(model)  # an unknown model name fails before any work
     source = open_source(source_uri, max_frames=max_frames)
     source.open()  # fail on a bad source before loading a model
-    backend = create_backend(
-        "torch",
-        model_name=model,
-        weights=weights,
-        device=_resolve_device(device),
-        score_thresh=score_thresh,
-        min_size=min_size,
-        keypoints=keypoints,
-        seed=seed,
-        detections_per_img=max_detections,
-    )
+    options = {
+        "model_name": model,
+        "weights": weights,
+        "score_thresh": score_thresh,
+        "min_size": min_size,
+        "keypoints": keypoints,
+        "seed": seed,
+        "detections_per_img": max_detections,
+    }
+    if onnx is not None and backend_name != "onnxruntime":
+        raise ConfigError("--onnx is for --backend onnxruntime")
+    if backend_name == "onnxruntime":
+        options["onnx_path"] = onnx
+    if backend_name == "tensorrt":
+        options["precision"] = precision
+        # TensorRT only runs on a GPU: say "no GPU" rather than "use --device cuda".
+        device = "cuda" if device == "auto" else device
+    backend = create_backend(backend_name, device=_resolve_device(device), **options)
     outputs = []
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -370,6 +405,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         tracker_config=tracker_config,
         detect_every=args.detect_every,
         trails=args.trails,
+        backend_name=args.backend,
+        onnx=args.onnx,
+        precision=args.precision,
     )
     return 0
 

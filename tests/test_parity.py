@@ -219,9 +219,8 @@ def test_mask_plus_keypoints(images: dict[str, np.ndarray], keypoint_pair: Any) 
 def test_create_backend_names() -> None:
     with pytest.raises(ConfigError, match="unknown backend 'nope'"):
         create_backend("nope")
-    for name in ("onnxruntime", "tensorrt"):
-        with pytest.raises(BackendError, match="not available yet"):
-            create_backend(name)
+    with pytest.raises(ConfigError, match="unknown model"):
+        create_backend("onnxruntime", model_name="yolo")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")

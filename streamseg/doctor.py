@@ -1,0 +1,231 @@
+"""``streamseg doctor``: which backends can run here, and why not.
+
+Checks each dependency a backend needs (torch and its CUDA, torchvision's ops,
+ONNX Runtime and its execution providers, TensorRT and its ``tensorrt.plugin``
+API, our RoIAlign plugin, cuda-python, Triton, ModelOpt for INT8) and prints one
+line per check with its version, then one verdict per backend. Nothing is
+imported at module import; every check catches its own failure, so the doctor
+itself never fails on a broken install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import platform
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Check", "add_parser", "backend_verdicts", "cmd_doctor", "collect", "format_report"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One dependency check.
+
+    Attributes:
+        name: what was checked, e.g. ``"torch"``, ``"cuda"``, ``"tensorrt"``.
+        ok: True (usable), False (missing or broken).
+        version: its version, or "".
+        detail: one line: what it found, or why not and the fix.
+    """
+
+    name: str
+    ok: bool
+    version: str = ""
+    detail: str = ""
+
+
+def _version(module: Any) -> str:
+    return str(getattr(module, "__version__", "") or "")
+
+
+def _import(name: str) -> tuple[Any | None, str]:
+    """``(module, "")`` or ``(None, reason)``; never raises."""
+    try:
+        return importlib.import_module(name), ""
+    except Exception as exc:  # noqa: BLE001 - ImportError, OSError from missing .so, anything
+        return None, f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _check_torch() -> list[Check]:
+    torch, why = _import("torch")
+    if torch is None:
+        return [Check("torch", False, "", why), Check("cuda", False, "", "torch is missing")]
+    build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
+    out = [Check("torch", True, _version(torch), build)]
+    try:
+        if torch.cuda.is_available():
+            gpus = [
+                f"cuda:{i} {torch.cuda.get_device_name(i)} (sm_{''.join(map(str, torch.cuda.get_device_capability(i)))})"
+                for i in range(torch.cuda.device_count())
+            ]
+            out.append(Check("cuda", True, str(torch.version.cuda or ""), "; ".join(gpus)))
+        else:
+            reason = "no NVIDIA GPU or driver visible to torch" if torch.version.cuda else "torch is a CPU-only build"
+            out.append(Check("cuda", False, "", f"torch.cuda.is_available() is False: {reason}"))
+    except Exception as exc:  # noqa: BLE001
+        out.append(Check("cuda", False, "", f"CUDA query failed: {exc}"))
+    return out
+
+
+def _check_torchvision() -> Check:
+    tv, why = _import("torchvision")
+    if tv is None:
+        return Check("torchvision", False, "", why)
+    try:
+        import torch
+
+        tv.ops.nms(torch.zeros((1, 4)), torch.zeros(1), 0.5)
+    except Exception as exc:  # noqa: BLE001
+        return Check("torchvision", False, _version(tv), f"its C++ ops do not load ({exc}); reinstall a matching torch")
+    return Check("torchvision", True, _version(tv), "C++ ops load")
+
+
+def _check_onnxruntime() -> Check:
+    ort, why = _import("onnxruntime")
+    if ort is None:
+        return Check("onnxruntime", False, "", f"{why}; pip install 'streamseg[onnx]'")
+    providers = ort.get_available_providers()
+    return Check("onnxruntime", True, _version(ort), "providers: " + ", ".join(providers))
+
+
+def _check_simple(name: str, module: str, fix: str, detail: str = "") -> Check:
+    mod, why = _import(module)
+    if mod is None:
+        return Check(name, False, "", f"{why}; {fix}")
+    return Check(name, True, _version(mod), detail)
+
+
+def _check_cuda_python() -> Check:
+    driver, why = _import("cuda.bindings.driver")
+    if driver is None:
+        return Check("cuda-python", False, "", f"{why}; pip install cuda-python")
+    bindings, _ = _import("cuda.bindings")
+    version = _version(bindings)
+    try:
+        err, raw = driver.cuDriverGetVersion()
+        if int(err) == 0 and raw > 0:
+            return Check("cuda-python", True, version, f"CUDA driver {raw // 1000}.{(raw % 1000) // 10}")
+        return Check("cuda-python", True, version, f"no CUDA driver ({err})")
+    except Exception as exc:  # noqa: BLE001 - cuda-python raises when libcuda is absent
+        return Check("cuda-python", True, version, f"no CUDA driver: {str(exc).split('. ')[0][:100]}")
+
+
+def _check_tensorrt() -> list[Check]:
+    trt, why = _import("tensorrt")
+    if trt is None:
+        return [
+            Check("tensorrt", False, "", f"{why}; pip install 'streamseg[tensorrt]' (TensorRT 10.7+, NVIDIA index)"),
+            Check("roialign-plugin", False, "", "needs TensorRT"),
+        ]
+    out = [Check("tensorrt", True, _version(trt), "")]
+    plugin_api, why = _import("tensorrt.plugin")
+    if plugin_api is None or not hasattr(plugin_api, "aot_impl"):
+        out.append(Check("roialign-plugin", False, "", f"tensorrt.plugin with aot_impl missing (TensorRT 10.7+): {why}"))
+        return out
+    try:
+        from streamseg_plugins.trt_plugin import PLUGIN_ID, register
+
+        register()
+        out.append(Check("roialign-plugin", True, "", f"{PLUGIN_ID} registered"))
+    except Exception as exc:  # noqa: BLE001
+        out.append(Check("roialign-plugin", False, "", f"registration failed: {exc}"))
+    return out
+
+
+def collect() -> list[Check]:
+    """Run every check; never raises."""
+    checks = [Check("python", True, platform.python_version(), f"{platform.system()} {platform.machine()}")]
+    checks += _check_torch()
+    checks.append(_check_torchvision())
+    checks.append(_check_simple("onnx", "onnx", "pip install 'streamseg[onnx]'"))
+    checks.append(_check_onnxruntime())
+    checks.append(_check_simple("onnxruntime-extensions", "onnxruntime_extensions", "pip install 'streamseg[onnx]'"))
+    checks.append(_check_simple("triton", "triton", "pip install triton (comes with torch's CUDA build)"))
+    checks.append(_check_cuda_python())
+    checks += _check_tensorrt()
+    checks.append(
+        _check_simple("modelopt", "modelopt", "pip install 'nvidia-modelopt[onnx]' (only for INT8 engines)")
+    )
+    return checks
+
+
+def backend_verdicts(checks: list[Check]) -> dict[str, tuple[bool, str]]:
+    """``{backend: (can_run, why)}`` from the checks.
+
+    - torch: torch and torchvision's ops (CPU, and CUDA when a GPU is visible).
+    - onnxruntime: onnxruntime (its providers say CPU or CUDA).
+    - tensorrt: TensorRT, a CUDA GPU visible to torch, and the registered plugin.
+    """
+    by = {c.name: c for c in checks}
+
+    def ok(name: str) -> bool:
+        return name in by and by[name].ok
+
+    def why_not(names: list[str]) -> str:
+        return "; ".join(f"{n}: {by[n].detail}" for n in names if n in by and not by[n].ok)
+
+    out: dict[str, tuple[bool, str]] = {}
+    need = ["torch", "torchvision"]
+    if all(ok(n) for n in need):
+        out["torch"] = (True, "on cpu" + (" and cuda" if ok("cuda") else ""))
+    else:
+        out["torch"] = (False, why_not(need))
+    if ok("onnxruntime"):
+        out["onnxruntime"] = (True, by["onnxruntime"].detail)
+    else:
+        out["onnxruntime"] = (False, why_not(["onnxruntime"]))
+    need = ["tensorrt", "cuda", "roialign-plugin"]
+    if all(ok(n) for n in need):
+        out["tensorrt"] = (True, f"TensorRT {by['tensorrt'].version} on {by['cuda'].detail}")
+    else:
+        out["tensorrt"] = (False, why_not(need))
+    return out
+
+
+def format_report(checks: list[Check], verdicts: dict[str, tuple[bool, str]]) -> str:
+    """The human-readable report: one line per check, then one per backend."""
+    width = max(len(c.name) for c in checks)
+    lines = ["dependencies:"]
+    for c in checks:
+        mark = "ok " if c.ok else "-- "
+        version = f" {c.version}" if c.version else ""
+        detail = f"  ({c.detail})" if c.detail else ""
+        lines.append(f"  {mark}{c.name:<{width}}{version}{detail}")
+    lines.append("backends:")
+    for name, (can, why) in verdicts.items():
+        lines.append(f"  {name:<12} {'can run' if can else 'cannot run'}: {why}")
+    return "\n".join(lines)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``doctor`` subcommand; its ``func`` is :func:`cmd_doctor`."""
+    p = subparsers.add_parser(
+        "doctor",
+        help="show which backends can run here and why not (torch, CUDA, ONNX Runtime, TensorRT, the plugin)",
+        description="Check torch and CUDA, torchvision's ops, ONNX Runtime and its execution providers, "
+        "TensorRT, the streamseg RoIAlign TensorRT plugin, cuda-python, Triton and ModelOpt, with versions, "
+        "and say which backends can run here.",
+    )
+    p.add_argument("--json", action="store_true", help="print the checks and verdicts as JSON")
+    p.set_defaults(func=cmd_doctor)
+    return p
+
+
+def cmd_doctor(args: argparse.Namespace, *, out: Callable[[str], None] | None = None) -> int:
+    """Print the report (or JSON with ``--json``). Returns 0: the report is the result."""
+    write = out or (lambda text: print(text, file=sys.stdout))
+    checks = collect()
+    verdicts = backend_verdicts(checks)
+    if getattr(args, "json", False):
+        write(json.dumps({
+            "checks": [dataclasses.asdict(c) for c in checks],
+            "backends": {k: {"ok": v[0], "why": v[1]} for k, v in verdicts.items()},
+        }, indent=2))
+    else:
+        write(format_report(checks, verdicts))
+    return 0

@@ -1,0 +1,50 @@
+"""``streamseg doctor`` on this machine, and its verdict logic."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from streamseg import doctor
+
+
+def test_doctor_report_here():
+    lines = []
+    assert doctor.cmd_doctor(argparse.Namespace(json=False), out=lines.append) == 0
+    text = "\n".join(lines)
+    assert "dependencies:" in text and "backends:" in text
+    for name in ("torch", "onnxruntime", "tensorrt", "roialign-plugin", "cuda"):
+        assert name in text
+    checks = {c.name: c for c in doctor.collect()}
+    assert checks["torch"].ok and checks["torch"].version
+    verdicts = doctor.backend_verdicts(list(checks.values()))
+    assert verdicts["torch"][0]
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        assert not verdicts["tensorrt"][0] and "tensorrt" in verdicts["tensorrt"][1]
+        assert "tensorrt" in text and "cannot run" in text
+
+
+def test_doctor_json_and_parser():
+    parser = argparse.ArgumentParser()
+    doctor.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["doctor", "--json"])
+    lines = []
+    assert args.func(args, out=lines.append) == 0
+    data = json.loads(lines[0])
+    assert set(data["backends"]) == {"torch", "onnxruntime", "tensorrt"}
+    assert any(c["name"] == "tensorrt" for c in data["checks"])
+
+
+def test_verdicts_need_every_tensorrt_piece():
+    C = doctor.Check
+    base = [C("torch", True, "2.15"), C("torchvision", True, "0.29"), C("onnxruntime", True, "1.2", "providers: CPU")]
+    good = base + [C("cuda", True, "13.0", "cuda:0 H100"), C("tensorrt", True, "10.13"), C("roialign-plugin", True)]
+    assert doctor.backend_verdicts(good)["tensorrt"] == (True, "TensorRT 10.13 on cuda:0 H100")
+    no_plugin = base + [C("cuda", True, "", "x"), C("tensorrt", True, "10.3"), C("roialign-plugin", False, "", "old")]
+    ok, why = doctor.backend_verdicts(no_plugin)["tensorrt"]
+    assert not ok and "roialign-plugin: old" in why
+    no_gpu = base + [C("cuda", False, "", "no GPU"), C("tensorrt", True, "10.13"), C("roialign-plugin", True)]
+    assert doctor.backend_verdicts(no_gpu)["tensorrt"] == (False, "cuda: no GPU")
+    assert doctor.backend_verdicts(no_gpu)["torch"] == (True, "on cpu")
