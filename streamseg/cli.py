@@ -240,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     track_eval.set_defaults(func=_cmd_track_eval)
 
+    from streamseg_app import cli as gui_cli
     from streamseg_engines import cli as engines_cli
 
     from streamseg import doctor, export, monitor, train
@@ -251,6 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_parser(sub)
     engines_cli.add_parser(sub)
     doctor.add_parser(sub)
+    gui_cli.add_parser(sub)
     return parser
 
 

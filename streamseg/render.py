@@ -22,7 +22,7 @@ from streamseg.models.coco import COCO_SKELETON
 from streamseg.postprocess import paste_mask_in_box
 from streamseg.types import Instances
 
-__all__ = ["RenderOptions", "TrackTrails", "render", "draw_hud", "color_for", "PALETTE"]
+__all__ = ["RenderOptions", "TrackTrails", "render", "visible_instances", "draw_hud", "color_for", "PALETTE"]
 
 #: 20 distinct RGB colours (Tableau 20, reordered so neighbours differ strongly).
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -53,6 +53,10 @@ class RenderOptions:
         line_width: box, outline and limb width in pixels; 0 picks one from the image size.
         score_thresh: draw only instances with a score at least this (the outputs that
             are not drawn, such as the JSONL, still carry every instance).
+        classes: draw only instances whose label is in this set (label indices into the
+            model's categories); None draws every class.
+        trails: draw the track trails passed to :func:`render` (a UI toggle that keeps
+            the trail history updating while hidden).
     """
 
     masks: bool = True
@@ -66,6 +70,27 @@ class RenderOptions:
     keypoint_thresh: float = 0.05
     line_width: int = 0
     score_thresh: float = 0.0
+    classes: frozenset[int] | None = None
+    trails: bool = True
+
+
+def visible_instances(instances: Instances, options: RenderOptions) -> Instances:
+    """The instances :func:`render` draws: score >= ``options.score_thresh`` and label in ``options.classes``.
+
+    Args:
+        instances: N instances.
+        options: the thresholds and the class filter.
+
+    Returns:
+        The kept instances (a new Instances; ``instances`` itself when nothing is filtered).
+    """
+    keep = None
+    if options.score_thresh > 0:
+        keep = instances.scores >= options.score_thresh
+    if options.classes is not None:
+        in_classes = np.isin(instances.labels, np.fromiter(options.classes, np.int64, len(options.classes)))
+        keep = in_classes if keep is None else keep & in_classes
+    return instances if keep is None or keep.all() else instances[keep]
 
 
 def color_for(label: int, track_id: int = -1) -> tuple[int, int, int]:
@@ -148,8 +173,7 @@ def render(
         raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
     if tuple(image.shape[:2]) != tuple(instances.image_size):
         raise ValueError(f"image size {image.shape[:2]} differs from instances.image_size {instances.image_size}")
-    if opts.score_thresh > 0:
-        instances = instances[instances.scores >= opts.score_thresh]
+    instances = visible_instances(instances, opts)
     out = image.copy()
     lw = _line_width(out, opts)
     h, w = out.shape[:2]
@@ -166,7 +190,7 @@ def render(
                 _dashed_rectangle(out, (x1, y1), (x2, y2), color, lw)
             else:
                 cv2.rectangle(out, (x1, y1), (x2, y2), color, lw, cv2.LINE_AA)
-        if trails is not None and instances.track_ids[i] >= 0:
+        if trails is not None and opts.trails and instances.track_ids[i] >= 0:
             pts = trails.points(int(instances.track_ids[i]))
             if len(pts) >= 2:
                 poly = np.round(np.asarray(pts)).astype(np.int32).reshape(-1, 1, 2)

@@ -1,0 +1,171 @@
+"""The ``streamseg gui`` subcommand. Importing this module does not import PyQt6.
+
+Wire it into the main parser with::
+
+    from streamseg_app import cli as gui_cli
+    gui_cli.add_parser(subparsers)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from streamseg.errors import ConfigError
+
+__all__ = ["add_parser", "run"]
+
+
+def _unit_float(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``gui`` subcommand to ``subparsers`` (from ``ArgumentParser.add_subparsers``).
+
+    Returns:
+        The subcommand's parser; its ``func`` default is :func:`run`.
+    """
+    from streamseg.backends import BACKENDS
+    from streamseg.models.registry import MODELS
+
+    p = subparsers.add_parser(
+        "gui",
+        help="the desktop window: play a file, camera or RTSP stream with live masks, tracks and controls",
+        description="Open the PyQt6 window (needs `pip install streamseg[gui]`). Play a video file, a local "
+        "camera or an RTSP / HTTP stream; masks, boxes, labels, track IDs, trails and skeletons are drawn "
+        "live, with a list of the tracks on screen. Thresholds, classes and what is drawn change on the next "
+        "frame; record the annotated video (H.264 MP4) and the results shown (JSONL), or save snapshots "
+        "(PNG). Keys: Space play/pause, Left/Right frame step, R record, S snapshot, F full screen. "
+        "Options given here override the settings the window remembers from the last session.",
+    )
+    p.add_argument(
+        "source",
+        nargs="?",
+        metavar="SOURCE",
+        help="open at start: a video file, a folder of images, rtsp://[user:pass@]host/path, "
+        "http(s)://..., /dev/videoN or cam:N",
+    )
+    g = p.add_argument_group("model (default: the settings of the last session)")
+    g.add_argument("--model", metavar="NAME", choices=list(MODELS), help=f"one of: {', '.join(MODELS)}")
+    g.add_argument(
+        "--weights", metavar="PATH|random", help="weights file, or 'random' (default: the registry's file)"
+    )
+    g.add_argument("--backend", choices=list(BACKENDS), help="inference backend (default: torch)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default: auto)")
+    g.add_argument(
+        "--min-size",
+        type=_positive_int,
+        metavar="PX",
+        help="shorter input side in pixels (default: 240 for the demo model, else 800)",
+    )
+    g.add_argument(
+        "--keypoints", action="store_true", default=None, help="also run Keypoint R-CNN for persons"
+    )
+    g.add_argument(
+        "--score-thresh",
+        type=_unit_float,
+        metavar="F",
+        help="show, list and record instances with a score of at least F (changeable in the window)",
+    )
+    g.add_argument(
+        "--detect-every",
+        type=_positive_int,
+        metavar="K",
+        help="run the model on every K-th frame; the tracker predicts the others",
+    )
+    p.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="folder for recordings and snapshots (default: ~/Videos/streamseg)",
+    )
+    p.add_argument("--paused", action="store_true", help="open SOURCE paused on its first frame")
+    p.add_argument(
+        "--no-pace",
+        dest="pace",
+        action="store_false",
+        default=None,
+        help="play files as fast as the model goes instead of at their own frame rate",
+    )
+    p.add_argument(
+        "--open-timeout",
+        type=_positive_float,
+        default=5.0,
+        metavar="S",
+        help="seconds to connect to a camera or stream before reporting an error (default: 5)",
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=_positive_float,
+        default=5.0,
+        metavar="S",
+        help="seconds without data before a live stream counts as stalled and reconnects (default: 5)",
+    )
+    p.add_argument("--settings", metavar="FILE.ini", help="keep the window's settings in this INI file")
+    p.add_argument("--reset-settings", action="store_true", help="start from the default settings")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``streamseg gui`` with parsed ``args``; returns the exit code.
+
+    Raises:
+        ConfigError: PyQt6 is not installed, or an option is invalid.
+    """
+    try:
+        from PyQt6.QtCore import QSettings
+    except ImportError as exc:
+        raise ConfigError(
+            f"the desktop window needs PyQt6 ({exc}); install it with: pip install 'streamseg[gui]'"
+        ) from None
+    from streamseg_app.app import run_gui
+    from streamseg_app.config import ModelConfig
+    from streamseg_app.settings import default_settings, load_state
+
+    model = None
+    changes = {name: getattr(args, name) for name in _MODEL_OPTIONS if getattr(args, name, None) is not None}
+    if changes:
+        # Options given on the command line override the stored model settings, field by field.
+        settings = (
+            QSettings(args.settings, QSettings.Format.IniFormat) if args.settings else default_settings()
+        )
+        stored = ModelConfig() if args.reset_settings else load_state(settings).model
+        if "model" in changes and "min_size" not in changes:
+            changes["min_size"] = None  # the new model's own default input size
+        model = dataclasses.replace(stored, **changes).validate()
+    return run_gui(
+        args.source,
+        model=model,
+        score_thresh=args.score_thresh,
+        detect_every=args.detect_every,
+        output_dir=args.output_dir,
+        pace=args.pace,
+        paused=args.paused,
+        settings_file=args.settings,
+        reset_settings=args.reset_settings,
+        open_timeout_s=args.open_timeout,
+        read_timeout_s=args.read_timeout,
+    )
+
+
+#: Command-line options that are ModelConfig fields of the same name.
+_MODEL_OPTIONS = ("backend", "model", "weights", "device", "min_size", "keypoints")
