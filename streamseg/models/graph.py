@@ -84,7 +84,7 @@ __all__ = [
 
 #: Version of the graph's inputs, outputs and semantics; written into exported ONNX files
 #: and checked when one is loaded. Bump it when either changes.
-GRAPH_VERSION = "1"
+GRAPH_VERSION = "2"
 #: Graph input names, in order.
 INPUT_NAMES = ("images", "image_size", "score_thresh")
 #: Multiple the network-input sides must have (torchvision's ``size_divisible``, the P5 stride).
@@ -250,6 +250,34 @@ def _batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: f
     return torchvision.ops.nms(boxes + offsets[:, None], scores, iou_threshold)
 
 
+class _PerClassNMS(torch.autograd.Function):
+    """Per-class NMS as ONE ONNX NonMaxSuppression whose batch axis is the class.
+
+    ONNX's NonMaxSuppression shares boxes across classes, but Mask R-CNN regresses one
+    box per class, so the classes go on the batch axis: boxes (K, P, 4), scores
+    (K, 1, P). Its cost is K runs over P candidates instead of one run over K * P
+    (torchvision's coordinate trick), which for 90 classes x 1000 proposals is the
+    difference between about 0.2 s and 8 s in ONNX Runtime. Used only under export;
+    eager runs torchvision's ``batched_nms``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:  # type: ignore[override]
+        num_classes, num = scores.shape[0], scores.shape[2]
+        flat_scores = scores[:, 0].reshape(-1)
+        valid = torch.where(flat_scores > -0.5)[0]
+        groups = torch.arange(num_classes).repeat_interleave(num)
+        keep = valid[torchvision.ops.batched_nms(boxes.reshape(-1, 4)[valid], flat_scores[valid], groups[valid], iou_threshold)]
+        return torch.stack([keep // num, torch.zeros_like(keep), keep % num], dim=1)
+
+    @staticmethod
+    def symbolic(g: Any, boxes: Any, scores: Any, iou_threshold: float) -> Any:
+        max_out = g.op("Constant", value_t=torch.tensor([2**62], dtype=torch.int64))
+        iou = g.op("Constant", value_t=torch.tensor([iou_threshold], dtype=torch.float32))
+        threshold = g.op("Constant", value_t=torch.tensor([-0.5], dtype=torch.float32))
+        return g.op("NonMaxSuppression", boxes, scores, max_out, iou, threshold)
+
+
 def _pad_rows(x: Tensor, rows: int) -> Tensor:
     """Pad (or cut) the first axis to exactly ``rows`` with zeros (static shapes for TensorRT).
 
@@ -412,12 +440,36 @@ class MaskRCNNGraph(nn.Module):
         boxes = boxes[:, 1:].reshape(-1, 4)
         scores = scores[:, 1:].reshape(-1)
         labels = labels[:, 1:].reshape(-1)
+        if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return self._export_nms(boxes, scores, score_thresh, num_classes - 1)
         keep = torch.where(scores > score_thresh)[0]
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = _non_small(boxes, 1e-2)
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = _batched_nms(boxes, scores, labels, self.box_nms_thresh)[: self.detections_per_img]
         return boxes[keep], scores[keep], labels[keep]
+
+    def _export_nms(
+        self, boxes: Tensor, scores: Tensor, score_thresh: Tensor, num_classes: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The same filters and per-class NMS as the eager branch, as one class-batched ONNX NMS.
+
+        A candidate (proposal, class) that fails ``score > score_thresh`` or the 1e-2 px
+        size rule gets score -1, which NMS's score threshold (-0.5) drops; the kept ones
+        are sorted by score and the best ``detections_per_img`` returned, as
+        ``batched_nms`` + ``[:detections_per_img]`` does.
+        """
+        boxes = boxes.reshape(-1, num_classes, 4)
+        scores = scores.reshape(-1, num_classes)
+        ws, hs = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+        valid = (scores > score_thresh) & (ws >= 1e-2) & (hs >= 1e-2)
+        masked = torch.where(valid, scores, torch.full_like(scores, -1.0))
+        selected = _PerClassNMS.apply(boxes.permute(1, 0, 2), masked.t().unsqueeze(1), self.box_nms_thresh)
+        cls, prop = selected[:, 0], selected[:, 2]
+        kept_scores = masked[prop, cls]
+        order = torch.sort(kept_scores, descending=True)[1][: self.detections_per_img]
+        cls, prop = cls[order], prop[order]
+        return boxes[prop, cls], masked[prop, cls], cls + 1
 
     def forward(self, images: Tensor, image_size: Tensor, score_thresh: Tensor) -> tuple[Tensor, ...]:
         """Detect instances in one preprocessed image.
