@@ -262,3 +262,25 @@ def test_export_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown ONNX flavour"):
         export_onnx("demo", size="256x320", flavour="tensorrt", path=tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
+
+
+@demo_only
+def test_cli_run_with_onnxruntime_backend_exports_once_and_caches(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from streamseg.models.demo import write_clip
+
+    clip = write_clip(tmp_path / "clip", seed=11, num_frames=6)["video"]
+    env = {**os.environ, "STREAMSEG_CACHE": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "streamseg.cli", "run", str(clip), "--backend", "onnxruntime", "--model", "demo",
+            "--min-size", "240", "--no-progress", "--jsonl"]
+    for run in range(2):
+        proc = subprocess.run([*args, str(tmp_path / f"r{run}.jsonl")], capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        assert ("exporting demo to ONNX" in proc.stderr) == (run == 0)  # the second run reuses the cache
+    assert len(list((tmp_path / "cache" / "onnx").glob("demo-*-ort-*.onnx"))) == 1
+    lines = [json.loads(line) for line in (tmp_path / "r1.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and sum(len(line["instances"]) for line in lines) > 0
