@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from streamseg.errors import BackendError, ConfigError, EngineError
+from streamseg.models.graph import IMAGE_MEAN, IMAGE_STD
 from streamseg_engines.cache import EngineCache, EngineKey, EngineRecord, file_sha256, format_size
 from streamseg_engines.precision import PrecisionPlan, plan_precision
 
@@ -41,10 +42,6 @@ __all__ = [
 
 log = logging.getLogger("streamseg.engines")
 
-#: ``GeneralizedRCNNTransform``'s normalisation (ImageNet mean / std of [0, 1] RGB), which
-#: every registry model uses (torchvision's detection builders and the demo model keep the default).
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
 _PLUGIN_MODULES = ("streamseg_plugins.trt_plugin", "streamseg_plugins.roialign_triton")
 
 

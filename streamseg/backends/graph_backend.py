@@ -8,9 +8,10 @@ does the rest the same way for all of them:
 1. pick the network-input size from the frame size (:func:`network_size_for`, the
    size torchvision would pad the frame to), once per frame size;
 2. :func:`~streamseg.models.graph.preprocess` the frame (resize, normalise, pad);
-3. run the graph (the subclass's :meth:`GraphBackend._run`);
-4. keep the valid detections, build :class:`~streamseg.postprocess.RawDetections`
-   and call the shared numpy :func:`~streamseg.postprocess.postprocess`, merging a
+3. run the graph (the subclass's :meth:`GraphBackend._run`, which returns the valid
+   detection rows only);
+4. build :class:`~streamseg.postprocess.RawDetections` (:func:`raw_from_outputs`) and
+   call the shared numpy :func:`~streamseg.postprocess.postprocess`, merging a
    second model's keypoints as :class:`~streamseg.backends.torch_backend.TorchBackend`
    does.
 """
@@ -18,23 +19,68 @@ does the rest the same way for all of them:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from streamseg.backends.torch_backend import KEYPOINT_MODEL, max_size_for
 from streamseg.errors import BackendError, ConfigError, StreamsegError
-from streamseg.models.graph import network_size_for, preprocess
+from streamseg.models.graph import IMAGE_MEAN, IMAGE_STD, network_size_for, preprocess
 from streamseg.models.registry import DEFAULT_MODEL, ModelSpec, get_model_spec
 from streamseg.postprocess import RawDetections, merge_keypoints, postprocess
 from streamseg.types import Instances
 
-__all__ = ["GraphBackend", "GraphModel", "TorchGraphBackend"]
+__all__ = ["OUTPUT_ROWS", "GraphBackend", "GraphModel", "TorchGraphBackend", "raw_from_outputs", "valid_rows"]
 
-#: torchvision's ImageNet normalisation, used by every registry model (GeneralizedRCNNTransform).
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
+#: Graph outputs with one row per detection (the rest: ``num_detections``).
+OUTPUT_ROWS = ("boxes", "scores", "labels", "mask_probs", "keypoint_heatmaps")
+
+
+def valid_rows(num_detections: Any, rows: int) -> int:
+    """Valid detection rows of a padded (static) output: ``num_detections`` clamped to [0, rows].
+
+    Args:
+        num_detections: the graph's (1,) int64 output (array, tensor or int).
+        rows: D, the static number of rows.
+    """
+    n = int(np.asarray(num_detections).reshape(-1)[0])
+    return max(0, min(n, int(rows)))
+
+
+def raw_from_outputs(
+    outputs: Mapping[str, np.ndarray], *, input_size: tuple[int, int], image_size: tuple[int, int]
+) -> RawDetections:
+    """Turn the valid rows of the graph's outputs into :class:`RawDetections`.
+
+    Args:
+        outputs: host arrays ``boxes`` (n, 4) float32 xyxy network-input pixels, ``scores`` (n,),
+            ``labels`` (n,) int64, and ``mask_probs`` (n, 28, 28) and/or
+            ``keypoint_heatmaps`` (n, 17, 56, 56) float32 (either may be absent);
+            float16 outputs are widened.
+        input_size: (h, w) of the valid resized region, pixels.
+        image_size: (H, W) of the original frame, pixels.
+
+    Raises:
+        BackendError: missing or inconsistent outputs.
+    """
+
+    def optional(name: str) -> np.ndarray | None:
+        value = outputs.get(name)
+        return None if value is None else np.asarray(value, np.float32)
+
+    try:
+        return RawDetections(
+            boxes=np.asarray(outputs["boxes"], np.float32),
+            scores=np.asarray(outputs["scores"], np.float32),
+            labels=np.asarray(outputs["labels"], np.int64),
+            mask_probs=optional("mask_probs"),
+            keypoint_heatmaps=optional("keypoint_heatmaps"),
+            input_size=input_size,
+            image_size=image_size,
+        )
+    except (KeyError, ValueError) as exc:
+        raise BackendError(f"the model's outputs are not the streamseg graph's: {exc}") from exc
 
 
 class GraphModel:
@@ -137,7 +183,11 @@ class GraphBackend:
         return size
 
     def _run(self, index: int, size: tuple[int, int], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run model ``index``'s graph for network size ``size``; return its outputs by name."""
+        """Run model ``index``'s graph for network size ``size``.
+
+        Returns:
+            Its outputs by name (:data:`OUTPUT_ROWS`), valid detection rows only.
+        """
         raise NotImplementedError
 
     def infer_raw(self, image: np.ndarray) -> tuple[list[RawDetections], dict[str, float]]:
@@ -163,25 +213,10 @@ class GraphBackend:
             "score_thresh": np.array([self.score_thresh], dtype=np.float32),
         }
         t1 = time.perf_counter()
-        raws = []
-        for index in range(len(self.models)):
-            out = self._run(index, size, inputs)
-            n = int(np.asarray(out["num_detections"]).reshape(-1)[0])
-
-            def rows(name: str, n: int = n, out: dict[str, np.ndarray] = out) -> np.ndarray | None:
-                return None if name not in out else np.asarray(out[name])[:n]
-
-            raws.append(
-                RawDetections(
-                    boxes=rows("boxes"),
-                    scores=rows("scores"),
-                    labels=rows("labels"),
-                    mask_probs=rows("mask_probs"),
-                    keypoint_heatmaps=rows("keypoint_heatmaps"),
-                    input_size=(h, w),
-                    image_size=image_size,
-                )
-            )
+        raws = [
+            raw_from_outputs(self._run(index, size, inputs), input_size=(h, w), image_size=image_size)
+            for index in range(len(self.models))
+        ]
         t2 = time.perf_counter()
         return raws, {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
 

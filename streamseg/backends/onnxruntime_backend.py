@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from streamseg.backends.graph_backend import GraphBackend
+from streamseg.backends.graph_backend import OUTPUT_ROWS, GraphBackend, valid_rows
 from streamseg.errors import BackendError, ConfigError
 from streamseg.models.registry import DEFAULT_MODEL
 
@@ -201,4 +201,8 @@ class OnnxRuntimeBackend(GraphBackend):
             outs = session.run(names, inputs)
         except Exception as exc:
             raise BackendError(f"ONNX Runtime failed: {str(exc).splitlines()[0]}") from exc
-        return dict(zip(names, outs, strict=True))
+        out = dict(zip(names, outs, strict=True))
+        if self.flavour == "trt":  # padded to detections_per_img: keep the valid rows
+            n = valid_rows(out["num_detections"], len(out["boxes"]))
+            out = {name: value[:n] for name, value in out.items() if name in OUTPUT_ROWS}
+        return out

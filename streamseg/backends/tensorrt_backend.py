@@ -21,71 +21,21 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from streamseg.backends.graph_backend import OUTPUT_ROWS, GraphBackend, raw_from_outputs, valid_rows
 from streamseg.errors import BackendError, ConfigError, EngineError
-from streamseg.models.registry import DEFAULT_MODEL, get_model_spec
-from streamseg.postprocess import RawDetections, postprocess
-from streamseg.types import Instances
+from streamseg.models.registry import DEFAULT_MODEL
 
 __all__ = ["OUTPUT_ROWS", "TensorRTBackend", "TensorRTEngine", "raw_from_outputs", "valid_rows"]
 
 log = logging.getLogger("streamseg.tensorrt")
 
-#: Outputs with one row per detection; only their first ``num_detections`` rows are copied back.
-OUTPUT_ROWS = ("boxes", "scores", "labels", "mask_probs", "keypoint_heatmaps")
 _PRECISIONS = ("fp32", "fp16", "int8")
-
-
-def valid_rows(num_detections: Any, rows: int) -> int:
-    """Valid detection rows: ``num_detections`` clamped to [0, rows].
-
-    Args:
-        num_detections: the engine's (1,) int64 output (array, tensor or int).
-        rows: D, the static number of rows.
-    """
-    n = int(np.asarray(num_detections).reshape(-1)[0])
-    return max(0, min(n, int(rows)))
-
-
-def raw_from_outputs(
-    outputs: Mapping[str, np.ndarray], *, input_size: tuple[int, int], image_size: tuple[int, int]
-) -> RawDetections:
-    """Turn the valid rows of the engine outputs into :class:`RawDetections`.
-
-    Args:
-        outputs: host arrays ``boxes`` (n, 4) float32 xyxy network-input pixels, ``scores`` (n,),
-            ``labels`` (n,) int64, and ``mask_probs`` (n, 28, 28) and/or
-            ``keypoint_heatmaps`` (n, 17, 56, 56) float32 (either may be absent);
-            float16 outputs are widened.
-        input_size: (h, w) of the valid resized region, pixels.
-        image_size: (H, W) of the original frame, pixels.
-
-    Returns:
-        The raw detections.
-
-    Raises:
-        BackendError: missing or inconsistent outputs.
-    """
-    try:
-        return RawDetections(
-            boxes=np.asarray(outputs["boxes"], np.float32),
-            scores=np.asarray(outputs["scores"], np.float32),
-            labels=np.asarray(outputs["labels"], np.int64),
-            mask_probs=None if outputs.get("mask_probs") is None else np.asarray(outputs["mask_probs"], np.float32),
-            keypoint_heatmaps=None
-            if outputs.get("keypoint_heatmaps") is None
-            else np.asarray(outputs["keypoint_heatmaps"], np.float32),
-            input_size=input_size,
-            image_size=image_size,
-        )
-    except (KeyError, ValueError) as exc:
-        raise BackendError(f"the TensorRT engine's outputs are not the streamseg graph's: {exc}") from exc
 
 
 class TensorRTEngine:
@@ -193,8 +143,11 @@ class TensorRTEngine:
         return {name: t.numpy() for name, t in host.items()}
 
 
-class TensorRTBackend:
+class TensorRTBackend(GraphBackend):
     """Mask R-CNN / Keypoint R-CNN as TensorRT engines (one per network input size).
+
+    Sizing, preprocessing and postprocessing are :class:`~streamseg.backends.graph_backend.GraphBackend`'s;
+    this class finds, builds or loads the engine for a size and runs it.
 
     Attributes:
         name: ``"tensorrt"``.
@@ -254,14 +207,6 @@ class TensorRTBackend:
             BackendError: TensorRT not installed, no CUDA GPU, or the plugin cannot be registered.
             EngineError: ``engine`` was built for another GPU or TensorRT version, or cannot be loaded.
         """
-        del seed
-        spec = get_model_spec(model_name)
-        if not 0.0 <= float(score_thresh) <= 1.0:
-            raise ConfigError(f"score_thresh must be in [0, 1], got {score_thresh}")
-        if int(min_size) < 32:
-            raise ConfigError(f"min_size must be at least 32 pixels, got {min_size}")
-        if int(detections_per_img) < 1:
-            raise ConfigError(f"detections_per_img must be at least 1, got {detections_per_img}")
         if precision not in _PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(_PRECISIONS)}, got {precision!r}")
         if keypoints:
@@ -271,20 +216,16 @@ class TensorRTBackend:
             )
         if precision == "int8" and calib is None and engine is None:
             raise ConfigError("--precision int8 needs calibration frames (calib=VIDEO_OR_FOLDER) or a prebuilt engine")
-        from streamseg.backends.torch_backend import max_size_for
-
-        self.spec = spec
-        self.model_name = spec.name
-        self.categories: Sequence[str] = spec.categories
-        self.random_weights = weights is not None and str(weights).strip().lower() == "random"
+        super().__init__(
+            model_name,
+            score_thresh=score_thresh,
+            min_size=min_size,
+            detections_per_img=detections_per_img,
+            weights=weights,
+            seed=seed,
+            allow_download=allow_download,
+        )
         self.precision = precision
-        self.score_thresh = float(score_thresh)
-        self.min_size = int(min_size)
-        self.max_size = max_size_for(self.min_size)
-        self.detections_per_img = int(detections_per_img)
-        self._keypoint_labels = tuple(i for i, name in enumerate(spec.categories) if name == "person")
-        self._weights = weights
-        self._allow_download = allow_download
         self._calib = calib
         self._progress = progress or (lambda msg: print(f"streamseg: {msg}", file=sys.stderr))
         self._device_index = _cuda_index(device)
@@ -347,8 +288,8 @@ class TensorRTBackend:
             precision=self.precision,
             calib=self._calib,
             min_size=self.min_size,
-            weights=self._weights,
-            allow_download=self._allow_download,
+            weights=self.weights,
+            allow_download=self.allow_download,
             detections_per_img=self.detections_per_img,
             cache=self._cache,
             device_index=self._device_index,
@@ -361,61 +302,12 @@ class TensorRTBackend:
         return engine
 
     def network_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
-        """(H, W) engine input for a frame of ``image_size``: resized size rounded up to multiples of 32."""
-        if self._fixed is not None:
-            return self._fixed
-        from streamseg.models.graph import network_size_for
+        """(H, W) engine input: the prebuilt engine's size, else torchvision's padded size."""
+        return self._fixed or super().network_size(image_size)
 
-        h, w = network_size_for(image_size, min_size=self.min_size, max_size=self.max_size)
-        return int(h), int(w)
-
-    # -- Backend protocol ---------------------------------------------------------------
-
-    def infer(self, image: np.ndarray) -> tuple[Instances, dict[str, float]]:
-        """Detect instances in one image.
-
-        Args:
-            image: (H, W, 3) uint8 RGB.
-
-        Returns:
-            ``(instances, timings_ms)`` as the torch backend: ``preprocess``, ``model``
-            (host-to-device copy, engine, valid rows back) and ``postprocess`` milliseconds.
-
-        Raises:
-            BackendError: not an (H, W, 3) uint8 image, or the engine failed.
-            EngineError: the engine for this frame size cannot be built.
-        """
-        from streamseg.models.graph import preprocess
-
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise BackendError(
-                f"expected an (H, W, 3) uint8 RGB image, got shape {getattr(image, 'shape', None)} "
-                f"dtype {getattr(image, 'dtype', type(image).__name__)}"
-            )
-        image_size = (int(image.shape[0]), int(image.shape[1]))
-        engine = self._engine_for(self.network_size(image_size))
-        from streamseg_engines.build import IMAGE_MEAN, IMAGE_STD
-
-        t0 = time.perf_counter()
-        try:
-            images, (h, w) = preprocess(
-                image, size=engine.input_size, min_size=self.min_size, max_size=self.max_size,
-                image_mean=IMAGE_MEAN, image_std=IMAGE_STD,
-            )
-        except ConfigError as exc:
-            raise BackendError(str(exc)) from exc
-        feeds = {
-            "images": images,
-            "image_size": np.asarray([h, w], np.float32),
-            "score_thresh": np.asarray([self.score_thresh], np.float32),
-        }
-        t1 = time.perf_counter()
-        outputs = engine.run(feeds)
-        t2 = time.perf_counter()
-        raw = raw_from_outputs(outputs, input_size=(h, w), image_size=image_size)
-        instances = postprocess(raw, score_thresh=self.score_thresh, keypoint_labels=self._keypoint_labels)
-        t3 = time.perf_counter()
-        return instances, {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+    def _run(self, index: int, size: tuple[int, int], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the engine for ``size`` (found, built or loaded on first use); valid rows only."""
+        return self._engine_for(size).run(inputs)
 
 
 def _cuda_index(device: str) -> int:

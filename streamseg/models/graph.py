@@ -74,6 +74,8 @@ from streamseg.ops import MultiLevelRoIAlign
 
 __all__ = [
     "GRAPH_VERSION",
+    "IMAGE_MEAN",
+    "IMAGE_STD",
     "INPUT_NAMES",
     "MaskRCNNGraph",
     "network_size_for",
@@ -87,6 +89,10 @@ __all__ = [
 GRAPH_VERSION = "2"
 #: Graph input names, in order.
 INPUT_NAMES = ("images", "image_size", "score_thresh")
+#: ``GeneralizedRCNNTransform``'s normalisation (ImageNet mean / std of [0, 1] RGB), which every
+#: registry model uses (torchvision's detection builders and the demo model keep the default).
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
 #: Multiple the network-input sides must have (torchvision's ``size_divisible``, the P5 stride).
 SIZE_DIVISIBLE = 32
 
