@@ -15,6 +15,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from streamseg.argtypes import positive_int, unit_float
 from streamseg.errors import ConfigError, StreamsegError
 
 if TYPE_CHECKING:
@@ -25,20 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("streamseg")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _unit_float(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -71,14 +58,14 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--score-thresh",
-        type=_unit_float,
+        type=unit_float,
         default=0.5,
         metavar="F",
         help="keep detections with score above F, in [0, 1] (default: 0.5)",
     )
     g.add_argument(
         "--min-size",
-        type=_positive_int,
+        type=positive_int,
         default=800,
         metavar="PX",
         help="resize so the short side is PX pixels before the model, as torchvision's min_size "
@@ -87,7 +74,7 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--max-detections",
-        type=_positive_int,
+        type=positive_int,
         default=100,
         metavar="N",
         help="keep at most the N most confident detections per frame and model (default: 100, "
@@ -121,7 +108,7 @@ def _add_tracking_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-track", action="store_true", help="do not track: every track_id is -1")
     g.add_argument(
         "--detect-every",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="K",
         help="run the model on every K-th frame only; the tracker predicts the boxes in between "
@@ -129,7 +116,7 @@ def _add_tracking_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--track-buffer",
-        type=_positive_int,
+        type=positive_int,
         default=30,
         metavar="FRAMES",
         help="keep a lost track this many frames before removing it (default: 30)",
@@ -201,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Default: 0 (the online rows only)",
     )
     _add_tracking_options(run)
-    run.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    run.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     run.add_argument("--no-hud", action="store_true", help="do not draw the fps/latency HUD on the video")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.set_defaults(func=_cmd_run)
@@ -215,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         "MP4, JSONL and MOT tracks, and print COCO AP (bbox, segm, keypoints) and MOT metrics.",
     )
     demo.add_argument("--out-dir", default="streamseg-demo", metavar="DIR", help="where to write (default: %(default)s)")
-    demo.add_argument("--frames", type=_positive_int, default=120, metavar="N", help="clip length (default: %(default)s)")
+    demo.add_argument("--frames", type=positive_int, default=120, metavar="N", help="clip length (default: %(default)s)")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(func=_cmd_demo)
 

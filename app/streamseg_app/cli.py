@@ -12,30 +12,10 @@ import argparse
 import dataclasses
 from typing import Any
 
+from streamseg.argtypes import positive_float, positive_int, unit_float
 from streamseg.errors import ConfigError
 
 __all__ = ["add_parser", "run"]
-
-
-def _unit_float(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -73,7 +53,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default: auto)")
     g.add_argument(
         "--min-size",
-        type=_positive_int,
+        type=positive_int,
         metavar="PX",
         help="shorter input side in pixels (default: 240 for the demo model, else 800)",
     )
@@ -82,13 +62,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--score-thresh",
-        type=_unit_float,
+        type=unit_float,
         metavar="F",
         help="show, list and record instances with a score of at least F (changeable in the window)",
     )
     g.add_argument(
         "--detect-every",
-        type=_positive_int,
+        type=positive_int,
         metavar="K",
         help="run the model on every K-th frame; the tracker predicts the others",
     )
@@ -107,14 +87,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--open-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=5.0,
         metavar="S",
         help="seconds to connect to a camera or stream before reporting an error (default: 5)",
     )
     p.add_argument(
         "--read-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=5.0,
         metavar="S",
         help="seconds without data before a live stream counts as stalled and reconnects (default: 5)",
