@@ -279,12 +279,19 @@ def cached_onnx(
     seed: int = 0,
     allow_download: bool = True,
     detections_per_img: int = 100,
+    weights_sha256: str | None = None,
 ) -> Path:
     """The cached ONNX file for these settings, exported first if it is not there yet.
 
     The name carries everything the graph depends on: model, weights sha256 (or the
     random seed), size, flavour, detection count and :data:`GRAPH_VERSION`, so a
     change of any of them exports a new file and an old file is never reused wrongly.
+
+    Args:
+        model_name, size, flavour, weights, seed, allow_download, detections_per_img: as
+            :func:`export_onnx`.
+        weights_sha256: :func:`weights_id` of ``weights`` when the caller has it already
+            (hashing a 170 MB checkpoint takes about a second); computed otherwise.
 
     Returns:
         The path under ``cache_dir() / "onnx"``.
@@ -297,7 +304,7 @@ def cached_onnx(
     spec = get_model_spec(model_name)
     size = parse_size(size)
     _check_flavour(flavour)
-    wid = weights_id(model_name, weights, seed=seed, allow_download=allow_download)
+    wid = weights_sha256 or weights_id(model_name, weights, seed=seed, allow_download=allow_download)
     tag = hashlib.sha256(wid.encode()).hexdigest()[:12] if not wid.startswith("random") else wid
     name = f"{spec.name}-{tag}-{size[0]}x{size[1]}-{flavour}-d{int(detections_per_img)}-g{GRAPH_VERSION}.onnx"
     path = cache_dir() / "onnx" / name

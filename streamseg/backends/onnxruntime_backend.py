@@ -149,8 +149,10 @@ class OnnxRuntimeBackend(GraphBackend):
             # Resolve (and verify) the weights now, so a missing file fails before any frame.
             from streamseg.export import weights_id
 
-            for i, m in enumerate(self.models):
+            self._weights_ids = [
                 weights_id(m.spec.name, self.weights_for(i), seed=self.seed, allow_download=self.allow_download)
+                for i, m in enumerate(self.models)
+            ]
 
     def network_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
         """The file's size for an explicit ``onnx_path``, else torchvision's padded size."""
@@ -170,6 +172,7 @@ class OnnxRuntimeBackend(GraphBackend):
             seed=self.seed,
             allow_download=self.allow_download,
             detections_per_img=self.detections_per_img,
+            weights_sha256=self._weights_ids[index],
         )
 
     def session(self, index: int, size: tuple[int, int]) -> Any:
