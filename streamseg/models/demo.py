@@ -54,7 +54,6 @@ __all__ = [
     "FrameGT",
     "ObjectGT",
     "coco_categories",
-    "evaluate_demo_model",
     "clip_frames",
     "run_demo",
     "synthetic_frames",
@@ -787,73 +786,3 @@ def run_demo(
         "size": DEMO_SIZE,
         "fps": DEMO_FPS,
     }
-
-
-def evaluate_demo_model(
-    out_dir: str | Path,
-    *,
-    weights: str | Path | None = None,
-    num_frames: int = 120,
-    seed: int = HELDOUT_SEED,
-    score_thresh: float = 0.05,
-    device: str = "cpu",
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Score the demo model on a held-out clip, without the threaded pipeline.
-
-    Generates the clip (:func:`write_clip`), decodes its MP4 with PyAV (so the model
-    sees the same H.264 frames as ``streamseg demo``), runs
-    :class:`~streamseg.backends.torch_backend.TorchBackend` (model ``demo``, ``min_size``
-    :data:`~streamseg.models.demo_model.DEMO_MIN_SIZE`) on every frame, writes
-    ``results.jsonl`` (:class:`~streamseg.sinks.jsonl.JsonlWriter`, untracked) and
-    scores it with :func:`streamseg.eval.coco.evaluate_coco`.
-
-    Args:
-        out_dir: folder for the clip and ``results.jsonl``.
-        weights: a checkpoint, or None for the bundled ``demo.pt``.
-        num_frames: clip length.
-        seed: held-out seed.
-        score_thresh: detection score threshold (low for AP: pycocotools ranks by score).
-        device: torch device.
-        progress: show a tqdm bar over frames.
-
-    Returns:
-        ``{"stats": {iou_type: stats}, "paths": clip paths + "jsonl", "seconds": wall time,
-        "model_seconds": time in the backend}``.
-    """
-    import av
-    from tqdm import tqdm
-
-    from streamseg.backends.torch_backend import TorchBackend
-    from streamseg.eval.coco import evaluate_coco
-    from streamseg.models.demo_model import DEMO_MIN_SIZE
-    from streamseg.sinks.jsonl import JsonlWriter
-    from streamseg.types import Frame, FrameResult
-
-    t0 = time.perf_counter()
-    out = Path(out_dir)
-    paths: dict[str, Any] = dict(write_clip(out, seed=seed, num_frames=num_frames))
-    backend = TorchBackend(
-        "demo",
-        weights=None if weights is None else str(weights),
-        device=device,
-        score_thresh=score_thresh,
-        min_size=DEMO_MIN_SIZE,
-    )
-    paths["jsonl"] = out / "results.jsonl"
-    model_s = 0.0
-    with (
-        av.open(str(paths["video"])) as container,
-        JsonlWriter(paths["jsonl"], categories=backend.categories) as sink,
-    ):
-        for index, vf in enumerate(tqdm(container.decode(video=0), total=num_frames, disable=not progress)):
-            image = vf.to_ndarray(format="rgb24")
-            t1 = time.perf_counter()
-            instances, timings = backend.infer(image)
-            model_s += time.perf_counter() - t1
-            frame = Frame(
-                source_id=str(paths["video"]), index=index, pts_s=index / DEMO_FPS, t_capture=t1, image=image
-            )
-            sink.write(FrameResult(frame=frame, instances=instances, timings_ms=timings))
-    stats = evaluate_coco(paths["jsonl"], paths["coco"])
-    return {"stats": stats, "paths": paths, "seconds": time.perf_counter() - t0, "model_seconds": model_s}
