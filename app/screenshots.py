@@ -49,7 +49,7 @@ def main() -> int:
     from streamseg_app.config import ModelConfig
     from streamseg_app.window import MainWindow
 
-    from streamseg.models.demo import write_clip
+    from streamseg.datasets.demo_export import write_clip
 
     app = application()
     with tempfile.TemporaryDirectory() as tmp:

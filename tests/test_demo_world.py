@@ -11,15 +11,13 @@ import pytest
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 
-from streamseg.models.demo import (
+from streamseg.datasets.demo_export import coco_categories, write_clip, write_dataset
+from streamseg.datasets.demo_world import (
     DEMO_SIZE,
     MIN_VISIBLE_AREA,
     SPLIT_HELDOUT,
     SPLIT_TRAIN,
     clip_frames,
-    coco_categories,
-    write_clip,
-    write_dataset,
 )
 from streamseg.models.demo_model import DEMO_CATEGORIES
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from pycocotools import mask as mask_util
 
+from streamseg.datasets.demo_export import write_clip
 from streamseg.errors import ConfigError, SourceError
 from streamseg.eval.coco import add_parser, evaluate_coco, format_summary, run
-from streamseg.models.demo import write_clip
 
 from .conftest import data_path
 

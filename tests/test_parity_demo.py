@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from streamseg.backends.torch_backend import TorchBackend, max_size_for
-from streamseg.models.demo import clip_frames
+from streamseg.datasets.demo_world import clip_frames
 from streamseg.models.demo_model import DEMO_MIN_SIZE
 from streamseg.models.registry import get_model_spec
 from streamseg.postprocess import paste_masks

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from streamseg.datasets.demo_export import write_dataset
 from streamseg.errors import ConfigError, SourceError, WeightsError
-from streamseg.models.demo import write_dataset
 from streamseg.models.demo_model import DEMO_CATEGORIES, DEMO_MIN_SIZE
 from streamseg.models.registry import get_model_spec
 from streamseg.models.weights import load_model

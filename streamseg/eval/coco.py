@@ -10,7 +10,7 @@ Results may be:
 - our JSONL (:mod:`streamseg.sinks.jsonl`, one line per frame): a frame index is
   mapped to a GT image id through the GT images' ``frame_index`` field (the demo
   world's clips have it); without that field, ``image id = frame + 1`` (the
-  convention of :func:`streamseg.models.demo.write_clip`). Frames with no GT image
+  convention of :func:`streamseg.datasets.demo_export.write_clip`). Frames with no GT image
   are left out. Every instance becomes a bbox result, a segm result (if it has a
   ``segmentation`` RLE) and a keypoints result (if it has ``keypoints`` and its
   category declares keypoints in the GT), all with the instance's score.

@@ -12,7 +12,7 @@ BCE and keypoint cross-entropy; He et al. 2017). Non-person targets carry
 keypoints with visibility 0, which torchvision's ``keypointrcnn_loss`` ignores.
 
 Data: any COCO json (``--coco``) with its image folder (``--images``), or the demo
-world (``--synthetic N_CLIPS``: :func:`streamseg.models.demo.write_dataset` writes
+world (``--synthetic N_CLIPS``: :func:`streamseg.datasets.demo_export.write_dataset` writes
 the images and json under ``OUT/data`` first). Category ids are used as labels
 directly (``num_classes = max id + 1``), so predictions carry the dataset's ids.
 

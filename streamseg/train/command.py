@@ -1,6 +1,6 @@
 """``streamseg train``: the subcommand's arguments (:func:`add_parser`) and :func:`run`.
 
-With ``--synthetic N_CLIPS``, :func:`streamseg.models.demo.write_dataset`
+With ``--synthetic N_CLIPS``, :func:`streamseg.datasets.demo_export.write_dataset`
 writes the demo-world training set under ``OUT/data`` first (reused while its
 parameters are unchanged); otherwise ``--coco JSON --images DIR`` name the data.
 """
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("use either --synthetic or --coco/--images, not both")
         if args.synthetic < 1:
             raise ConfigError(f"--synthetic needs at least 1 clip, got {args.synthetic}")
-        from streamseg.models.demo import write_dataset
+        from streamseg.datasets.demo_export import write_dataset
 
         data_dir = out / "data"
         coco = data_dir / "annotations.json"
