@@ -28,6 +28,9 @@ Credentials: the URL given with ``user:password@`` is used to connect, but
 only :func:`~streamseg.sources.base.redact_url`'s form is stored in
 :attr:`Source.uri`, thread names, events, errors and logs.
 
+The states, :class:`StateEvent` and :class:`Backoff` are defined in
+:mod:`streamseg.sources.live_state` and importable from here as before.
+
 Timeouts: ``open_timeout_s`` bounds connecting (and probing the stream);
 ``read_timeout_s`` bounds any single wait for data. Both go to PyAV's own
 interrupt callback (``av.open(timeout=(open, read))``); for RTSP the FFmpeg
@@ -39,19 +42,18 @@ bundles FFmpeg 8) is also set. :meth:`Source.stop` may therefore wait up to
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
-from typing import Literal
 
 import av
 
 from streamseg.errors import SourceError
 from streamseg.sources.base import Source, SourceInfo, redact_url, scrub_credentials
+from streamseg.sources.live_state import STATES, Backoff, State, StateEvent
 from streamseg.types import Frame
 
 __all__ = [
@@ -66,60 +68,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("streamseg.sources.live")
-
-State = Literal["connecting", "streaming", "reconnecting", "stopped", "failed"]
-#: Every state a live source reports, in the order they normally occur.
-STATES: tuple[str, ...] = ("connecting", "streaming", "reconnecting", "stopped", "failed")
-
-
-@dataclasses.dataclass(frozen=True)
-class Backoff:
-    """Capped exponential backoff between reconnection attempts.
-
-    The n-th consecutive failed attempt (n = 1, 2, ...) waits
-    ``min(initial_s * factor ** (n - 1), max_s)`` seconds; a connection that
-    delivers a frame resets n.
-
-    Attributes:
-        initial_s: first delay in seconds, > 0.
-        max_s: largest delay in seconds, >= initial_s.
-        factor: growth per failed attempt, >= 1.
-        max_attempts: give up (state ``failed``, :class:`SourceError` from
-            ``read``) after this many consecutive failed attempts; None retries forever.
-    """
-
-    initial_s: float = 0.5
-    max_s: float = 30.0
-    factor: float = 2.0
-    max_attempts: int | None = None
-
-    def __post_init__(self) -> None:
-        if not self.initial_s > 0 or self.max_s < self.initial_s or self.factor < 1:
-            raise ValueError(
-                f"backoff needs 0 < initial_s <= max_s and factor >= 1, got "
-                f"initial_s={self.initial_s}, max_s={self.max_s}, factor={self.factor}"
-            )
-        if self.max_attempts is not None and self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1 or None, got {self.max_attempts}")
-
-    def delay_s(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based)."""
-        return min(self.initial_s * self.factor ** max(attempt - 1, 0), self.max_s)
-
-
-@dataclasses.dataclass(frozen=True)
-class StateEvent:
-    """One state change of a live source.
-
-    Attributes:
-        state: the new state.
-        t: ``time.monotonic()`` of the change, seconds.
-        detail: why, without credentials (e.g. the error that caused a reconnect).
-    """
-
-    state: str
-    t: float
-    detail: str = ""
 
 
 def _av_reason(e: BaseException) -> str:
