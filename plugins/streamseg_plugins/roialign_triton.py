@@ -83,6 +83,35 @@ _MAX_TILE = 4096
 
 
 @triton.jit
+def _bilinear_axis(coord, size, size_f):
+    """One axis of torchvision's ``bilinear_interpolate``: validity, neighbours and weights.
+
+    A sample outside ``[-1, size]`` contributes zero; otherwise it is clamped to
+    ``[0, size - 1]`` and interpolated between the neighbouring cells ``low`` and
+    ``high`` (both ``size - 1`` at the far edge), same float32 operation order.
+
+    Args:
+        coord: ``[BLOCK_BINS]`` float32 sample coordinates along the axis, feature cells.
+        size: int32 ``H`` or ``W`` of the feature map, cells.
+        size_f: ``size`` as float32.
+
+    Returns:
+        ``(ok, low, high, frac, one_minus_frac)``: ``[BLOCK_BINS]`` bool (the sample
+        counts), int32 ``low`` and ``high`` cell indices, float32 weight of ``high``
+        (``frac``) and of ``low`` (``1 - frac``).
+    """
+    ok = (coord >= -1.0) & (coord <= size_f)
+    coord = tl.minimum(tl.maximum(coord, 0.0), size_f)
+    low = coord.to(tl.int32)
+    edge = low >= size - 1
+    low = tl.where(edge, size - 1, low)
+    high = tl.where(edge, size - 1, low + 1)
+    coord = tl.where(edge, low.to(tl.float32), coord)
+    frac = coord - low.to(tl.float32)
+    return ok, low, high, frac, 1.0 - frac
+
+
+@triton.jit
 def _pool_one_level(
     feature_ptr,
     height,
@@ -145,27 +174,10 @@ def _pool_one_level(
     acc = tl.full([BLOCK_C, BLOCK_BINS], 0.0, tl.float32)
     for iy in range(grid_h):
         y = (start_y + ph * bin_h) + tl.div_rn((iy + 0.5) * bin_h, grid_h_f)
-        # Rows: zero outside [-1, H]; clamp to [0, H - 1]; neighbours y_low, y_high.
-        y_ok = (y >= -1.0) & (y <= height_f)
-        y = tl.minimum(tl.maximum(y, 0.0), height_f)
-        y_low = y.to(tl.int32)
-        y_edge = y_low >= height - 1
-        y_low = tl.where(y_edge, height - 1, y_low)
-        y_high = tl.where(y_edge, height - 1, y_low + 1)
-        y = tl.where(y_edge, y_low.to(tl.float32), y)
-        ly = y - y_low.to(tl.float32)
-        hy = 1.0 - ly
+        y_ok, y_low, y_high, ly, hy = _bilinear_axis(y, height, height_f)
         for ix in range(grid_w):
             x = (start_x + pw * bin_w) + tl.div_rn((ix + 0.5) * bin_w, grid_w_f)
-            x_ok = (x >= -1.0) & (x <= width_f)
-            x = tl.minimum(tl.maximum(x, 0.0), width_f)
-            x_low = x.to(tl.int32)
-            x_edge = x_low >= width - 1
-            x_low = tl.where(x_edge, width - 1, x_low)
-            x_high = tl.where(x_edge, width - 1, x_low + 1)
-            x = tl.where(x_edge, x_low.to(tl.float32), x)
-            lx = x - x_low.to(tl.float32)
-            hx = 1.0 - lx
+            x_ok, x_low, x_high, lx, hx = _bilinear_axis(x, width, width_f)
 
             ok = y_ok & x_ok
             w1 = tl.where(ok, hy * hx, 0.0)[None, :]
