@@ -2,7 +2,7 @@
 
 Starts the GStreamer RTSP test server (tests/rtsp_server.py, system python3 with
 python3-gi) on 127.0.0.1, reads it with :class:`~streamseg.sources.RtspSource`
-(TCP, newest-frame queue) through :class:`~streamseg.pipeline.Pipeline` whose
+(TCP, newest-frame queue) through :class:`~streamseg.core.Pipeline` whose
 "model" sleeps ``--stage-ms`` per frame, and reports per window (default 30 s):
 frame age (time from decode to output, ms) p50 / p95 / max, frames out, frames
 dropped, and the process RSS (MiB). With the live policy the age must stay flat
@@ -28,7 +28,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streamseg.pipeline import Pipeline, VideoOutput  # noqa: E402
+from streamseg.core import Pipeline  # noqa: E402
+from streamseg.sinks import VideoOutput  # noqa: E402
 from streamseg.sources import RtspSource  # noqa: E402
 from streamseg.types import Instances  # noqa: E402
 from tests.rtsp_server import RtspServer, server_unavailable  # noqa: E402

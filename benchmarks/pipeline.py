@@ -43,7 +43,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from streamseg.backends.torch_backend import TorchBackend
-    from streamseg.pipeline import STAGES, JsonlOutput, Pipeline, VideoOutput
+    from streamseg.core import STAGES, Pipeline
+    from streamseg.sinks import JsonlOutput, VideoOutput
     from streamseg.sources import open_source
 
     if not Path(args.video).exists():

@@ -15,132 +15,44 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from streamseg.argtypes import positive_int, unit_float
+from streamseg.argtypes import positive_int
 from streamseg.errors import ConfigError, StreamsegError
+from streamseg.options import add_model_options, add_tracking_options, model_config, stream_settings
 
 if TYPE_CHECKING:
-    from streamseg.pipeline import RunSummary
+    from streamseg.config import ModelConfig, OutputConfig, StreamSettings
+    from streamseg.core import RunSummary
     from streamseg.render import RenderOptions
-    from streamseg.tracking import TrackerConfig
 
-__all__ = ["main", "build_parser"]
+__all__ = ["COMMANDS_GROUP", "main", "build_parser"]
+
+#: Entry-point group of subcommands added by installed packages: ``name = "module:add_parser"``.
+COMMANDS_GROUP = "streamseg.commands"
 
 log = logging.getLogger("streamseg")
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
-    from streamseg.models.registry import DEFAULT_MODEL, MODELS
+def _add_registered_commands(sub: argparse._SubParsersAction, command: str | None) -> None:
+    """Subcommands that installed packages register (``streamseg.commands`` entry points).
 
-    g = p.add_argument_group("model")
-    g.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        metavar="NAME",
-        help=f"model from the registry (default: {DEFAULT_MODEL}); one of: {', '.join(MODELS)}",
-    )
-    g.add_argument(
-        "--weights",
-        metavar="PATH|random",
-        help="weights file (a torchvision state dict or a streamseg checkpoint), or 'random' for seeded "
-        "random weights (a warning is printed on every run). Default: look up the official file in "
-        "$STREAMSEG_WEIGHTS, then torch's hub cache, then download it (verified by sha256)",
-    )
-    g.add_argument(
-        "--keypoints",
-        action="store_true",
-        help="also run keypointrcnn_resnet50_fpn and attach 17 COCO keypoints to matching persons (box IoU)",
-    )
-    g.add_argument(
-        "--device",
-        default="auto",
-        choices=["auto", "cpu", "cuda"],
-        help="where the model runs (default: auto = cuda if available, else cpu)",
-    )
-    g.add_argument(
-        "--score-thresh",
-        type=unit_float,
-        default=0.5,
-        metavar="F",
-        help="keep detections with score above F, in [0, 1] (default: 0.5)",
-    )
-    g.add_argument(
-        "--min-size",
-        type=positive_int,
-        default=800,
-        metavar="PX",
-        help="resize so the short side is PX pixels before the model, as torchvision's min_size "
-        "(default: 800; smaller is faster and misses small objects). The long side is capped at "
-        "PX * 1333 / 800",
-    )
-    g.add_argument(
-        "--max-detections",
-        type=positive_int,
-        default=100,
-        metavar="N",
-        help="keep at most the N most confident detections per frame and model (default: 100, "
-        "torchvision's detections_per_img)",
-    )
-    g.add_argument("--seed", type=int, default=0, help="seed for --weights random (default: 0)")
-    g.add_argument(
-        "--backend",
-        default="torch",
-        choices=["torch", "onnxruntime", "tensorrt"],
-        help="torch = torchvision's modules (CPU or CUDA); onnxruntime = the exported graph under ONNX "
-        "Runtime (exported and cached on first use, see `streamseg export`); tensorrt = a TensorRT engine "
-        "with our RoIAlign plugin (built and cached on first use, NVIDIA GPU only). Default: torch",
-    )
-    g.add_argument(
-        "--onnx",
-        metavar="FILE.onnx",
-        help="with --backend onnxruntime: use this file from `streamseg export --flavour ort` instead of "
-        "the cache (its size fixes the network input)",
-    )
-    g.add_argument(
-        "--precision",
-        default="fp16",
-        choices=["fp32", "fp16", "int8"],
-        help="with --backend tensorrt: engine precision (default: fp16)",
-    )
+    ``gui`` (streamseg_app) and ``build-engine`` (streamseg_engines) come this way, so the
+    library never imports them. Only the chosen command's module is loaded (all of them
+    for ``--help`` or no command).
+    """
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=COMMANDS_GROUP):
+        if command is None or ep.name == command:
+            ep.load()(sub)
 
 
-def _add_tracking_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("tracking (ByteTrack-style: Kalman filter, two-stage IoU association)")
-    g.add_argument("--no-track", action="store_true", help="do not track: every track_id is -1")
-    g.add_argument(
-        "--detect-every",
-        type=positive_int,
-        default=1,
-        metavar="K",
-        help="run the model on every K-th frame only; the tracker predicts the boxes in between "
-        "(drawn dashed, labelled '(pred)'). Default: 1 (every frame)",
-    )
-    g.add_argument(
-        "--track-buffer",
-        type=positive_int,
-        default=30,
-        metavar="FRAMES",
-        help="keep a lost track this many frames before removing it (default: 30)",
-    )
-    g.add_argument(
-        "--track-mask-iou",
-        action="store_true",
-        help="associate by mask IoU (on the overlap of the boxes) instead of box IoU",
-    )
-    g.add_argument(
-        "--track-all-classes",
-        action="store_true",
-        help="let a track match detections of any class (default: classes are tracked separately)",
-    )
-    g.add_argument(
-        "--smooth-keypoints",
-        action="store_true",
-        help="smooth each track's keypoints over time with a One Euro filter (default: off)",
-    )
-    g.add_argument("--trails", action="store_true", help="draw a short trail of each track's box centre")
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Return the argument parser of the ``streamseg`` command.
 
-
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of the ``streamseg`` command."""
+    Args:
+        command: the subcommand about to run, if known: of the registered subcommands
+            only its module is imported (None imports them all, for ``--help``).
+    """
     parser = argparse.ArgumentParser(
         prog="streamseg",
         description="Instance segmentation (Mask R-CNN) and person keypoints (Keypoint R-CNN) on video.",
@@ -172,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.jsonl",
         help="per-frame results: boxes (COCO xywh), scores, labels, masks (COCO RLE), keypoints, timings",
     )
-    _add_model_options(run)
+    add_model_options(run)
     run.add_argument(
         "--mot",
         metavar="FILE.txt",
@@ -187,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "linear interpolation (ByteTrack's offline post-processing; 20 in its MOT17 results). "
         "Default: 0 (the online rows only)",
     )
-    _add_tracking_options(run)
+    add_tracking_options(run)
     run.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     run.add_argument("--no-hud", action="store_true", help="do not draw the fps/latency HUD on the video")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -227,9 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     track_eval.set_defaults(func=_cmd_track_eval)
 
-    from streamseg_app import cli as gui_cli
-    from streamseg_engines import cli as engines_cli
-
     from streamseg import doctor, export, monitor, train
     from streamseg.eval import coco
 
@@ -237,101 +146,46 @@ def build_parser() -> argparse.ArgumentParser:
     coco.add_parser(sub)
     monitor.add_parser(sub)
     export.add_parser(sub)
-    engines_cli.add_parser(sub)
     doctor.add_parser(sub)
-    gui_cli.add_parser(sub)
+    _add_registered_commands(sub, command)
     return parser
 
 
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _run_pipeline(
-    *,
+def _run(
     source_uri: str,
-    out: Path | None,
-    jsonl: Path | None,
-    model: str,
-    weights: str | None,
-    keypoints: bool,
-    device: str,
-    score_thresh: float,
-    min_size: int,
-    max_detections: int,
-    seed: int,
-    max_frames: int | None,
-    hud: bool,
-    progress: bool,
-    mot: Path | None = None,
-    mot_interpolate: int = 0,
-    tracker_config: TrackerConfig | None = None,
-    detect_every: int = 1,
-    trails: bool = False,
+    *,
+    model: ModelConfig,
+    settings: StreamSettings,
+    outputs: OutputConfig,
+    max_frames: int | None = None,
+    progress: bool = True,
     render_options: RenderOptions | None = None,
-    backend_name: str = "torch",
-    onnx: str | None = None,
-    precision: str = "fp16",
 ) -> RunSummary:
+    """Run one source through the core with the typed config; print what was written."""
     from streamseg.backends import create_backend
-    from streamseg.models.registry import get_model_spec
-    from streamseg.pipeline import JsonlOutput, MotOutput, Pipeline, VideoOutput, describe
-    from streamseg.tracking import ByteTracker
+    from streamseg.core import Pipeline, StreamProcessor, describe
+    from streamseg.sinks import file_outputs
     from streamseg.sources import open_source
 
-    get_model_spec(model)  # an unknown model name fails before any work
     source = open_source(source_uri, max_frames=max_frames)
-    source.open()  # fail on a bad source before loading a model
-    options = {
-        "model_name": model,
-        "weights": weights,
-        "score_thresh": score_thresh,
-        "min_size": min_size,
-        "keypoints": keypoints,
-        "seed": seed,
-        "detections_per_img": max_detections,
-    }
-    if onnx is not None and backend_name != "onnxruntime":
-        raise ConfigError("--onnx is for --backend onnxruntime")
-    if backend_name == "onnxruntime":
-        options["onnx_path"] = onnx
-    if backend_name == "tensorrt":
-        options["precision"] = precision
-        # TensorRT only runs on a GPU: say "no GPU" rather than "use --device cuda".
-        device = "cuda" if device == "auto" else device
-    backend = create_backend(backend_name, device=_resolve_device(device), **options)
-    outputs = []
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        outputs.append(VideoOutput(out, fps=source.info.fps))
-    if jsonl is not None:
-        jsonl.parent.mkdir(parents=True, exist_ok=True)
-        outputs.append(JsonlOutput(jsonl, categories=backend.categories))
-    if mot is not None:
-        mot.parent.mkdir(parents=True, exist_ok=True)
-        outputs.append(MotOutput(mot, interpolate_max_gap=mot_interpolate))
-    tracker = ByteTracker(tracker_config) if tracker_config is not None else None
-    pipeline = Pipeline(
-        source,
-        backend,
-        outputs,
-        tracker=tracker,
-        detect_every=detect_every,
-        trails=trails,
+    info = source.open()  # fail on a bad source before loading a model
+    backend = create_backend(model)
+    processor = StreamProcessor.from_settings(
+        settings,
+        model,
+        categories=backend.categories,
+        outputs=file_outputs(outputs, categories=backend.categories, fps=info.fps),
+        fps=float(info.fps) if info.fps else None,
+        random_weights=backend.random_weights,
         render_options=render_options,
-        hud=hud,
-        progress=progress,
     )
+    pipeline = Pipeline(source, backend, processor=processor, progress=progress)
     try:
         summary = pipeline.run()
     finally:
         s = pipeline.summary
         print(f"streamseg: frames in {s.frames_in}, frames out {s.frames_out}", file=sys.stderr)
-        for path in (out, jsonl, mot):
+        for path in (outputs.video, outputs.jsonl, outputs.mot):
             if path is not None and path.exists():
                 print(f"streamseg: wrote {path}", file=sys.stderr)
     print(f"streamseg: {describe(summary)}", file=sys.stderr)
@@ -340,72 +194,36 @@ def _run_pipeline(
     return summary
 
 
-def _tracker_config(args: argparse.Namespace, fps: float = 30.0) -> TrackerConfig | None:
-    from streamseg.tracking import TrackerConfig
-
-    if args.no_track:
-        if args.detect_every > 1 or args.mot or args.trails:
-            raise ConfigError("--detect-every, --mot and --trails need tracking: drop --no-track")
-        return None
-    return TrackerConfig(
-        max_lost_frames=args.track_buffer,
-        use_mask_iou=args.track_mask_iou,
-        per_class=not args.track_all_classes,
-        smooth_keypoints=args.smooth_keypoints,
-        fps=fps,
-    )
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
-    out = Path(args.out) if args.out else None
-    jsonl = Path(args.jsonl) if args.jsonl else None
-    mot = Path(args.mot) if args.mot else None
-    tracker_config = _tracker_config(args)
-    if args.mot_interpolate < 0:
-        raise ConfigError(f"--mot-interpolate must be >= 0 frames, got {args.mot_interpolate}")
-    if args.mot_interpolate and mot is None:
-        raise ConfigError("--mot-interpolate fills gaps in the --mot file: give --mot FILE.txt")
-    if out is None and jsonl is None and mot is None:
+    from streamseg.config import OutputConfig, validated
+
+    model = model_config(args)
+    settings = stream_settings(args, hud=not args.no_hud)
+    if args.mot and not settings.track:
+        raise ConfigError("--mot needs tracking: drop --no-track")
+    out, jsonl = args.out, args.jsonl
+    if out is None and jsonl is None and args.mot is None:
         from streamseg.sources import redact_url
 
         # A URL's last path part, without credentials (rtsp://user:pass@host has no path).
         stem = Path(redact_url(args.source).rstrip("/")).name.rsplit(".", 1)[0] or "output"
         out, jsonl = Path("streamseg-out") / f"{stem}.mp4", Path("streamseg-out") / f"{stem}.jsonl"
         log.warning("no --out or --jsonl given: writing %s and %s", out, jsonl)
-    if out is not None and out.suffix.lower() != ".mp4":
-        raise ConfigError(f"--out must end in .mp4 (H.264 MP4), got {out}")
-    _run_pipeline(
-        source_uri=args.source,
-        out=out,
-        jsonl=jsonl,
-        model=args.model,
-        weights=args.weights,
-        keypoints=args.keypoints,
-        device=args.device,
-        score_thresh=args.score_thresh,
-        min_size=args.min_size,
-        max_detections=args.max_detections,
-        seed=args.seed,
-        max_frames=args.max_frames,
-        hud=not args.no_hud,
-        progress=not args.no_progress,
-        mot=mot,
-        mot_interpolate=args.mot_interpolate,
-        tracker_config=tracker_config,
-        detect_every=args.detect_every,
-        trails=args.trails,
-        backend_name=args.backend,
-        onnx=args.onnx,
-        precision=args.precision,
+    outputs = validated(
+        OutputConfig,
+        {"video": out, "jsonl": jsonl, "mot": args.mot, "mot_interpolate": args.mot_interpolate},
+        where="outputs",
     )
+    _run(args.source, model=model, settings=settings, outputs=outputs, max_frames=args.max_frames,
+         progress=not args.no_progress)
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from streamseg.config import ModelConfig, OutputConfig, StreamSettings
+    from streamseg.datasets.demo_export import run_demo
     from streamseg.eval.coco import evaluate_coco, format_summary
     from streamseg.eval.mot import evaluate_mot, format_table
-    from streamseg.models.demo import run_demo
-    from streamseg.models.demo_model import DEMO_MIN_SIZE
     from streamseg.render import RenderOptions
     from streamseg.tracking import TrackerConfig
 
@@ -418,25 +236,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     annotated, jsonl, mot = out_dir / "annotated.mp4", out_dir / "results.jsonl", out_dir / "tracks.txt"
-    _run_pipeline(
-        source_uri=str(clip["video"]),
-        out=annotated,
-        jsonl=jsonl,
-        mot=mot,
-        model="demo",
-        weights=None,  # the checkpoint bundled in the package
-        keypoints=False,  # the demo model has its own keypoint head
-        device="auto",
-        # Low threshold for AP (pycocotools ranks by score); the video shows the confident ones.
-        score_thresh=0.05,
-        render_options=RenderOptions(score_thresh=0.5),
-        min_size=DEMO_MIN_SIZE,
-        max_detections=100,
-        seed=0,
-        max_frames=None,
-        hud=True,
+    # COCO AP ranks every detection by score, so the model and the JSONL go down to 0.05;
+    # the video shows the confident ones (the model's default threshold).
+    model = ModelConfig(name="demo", score_floor=0.05)  # the checkpoint bundled in the package
+    _run(
+        str(clip["video"]),
+        model=model,
+        settings=StreamSettings(score_thresh=0.05, tracker=TrackerConfig(fps=float(clip["fps"]))),
+        outputs=OutputConfig(video=annotated, jsonl=jsonl, mot=mot),
         progress=not args.no_progress,
-        tracker_config=TrackerConfig(fps=float(clip["fps"])),
+        render_options=RenderOptions(score_thresh=model.spec.score_thresh),
     )
     stats = evaluate_coco(jsonl, clip["coco"])
     print(format_summary(stats))
@@ -477,7 +286,9 @@ def _one_line(error: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``streamseg`` command with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

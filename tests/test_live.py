@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from streamseg.errors import SourceError
-from streamseg.pipeline import JsonlOutput, Pipeline, VideoOutput, percentile
+from streamseg.core import Pipeline, percentile
+from streamseg.sinks import JsonlOutput, VideoOutput
 from streamseg.sources import (
     Backoff,
     CameraSource,

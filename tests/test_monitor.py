@@ -30,8 +30,10 @@ from tests.rtsp_server import GarbageServer, RtspServer, server_unavailable
 SECRET = "hunter22pw"
 REPO = Path(__file__).resolve().parents[1]
 
-MODEL = {"name": "demo", "weights": "random", "min_size": 128, "max_detections": 5, "score_thresh": 0.0}
+MODEL = {"name": "demo", "weights": "random", "min_size": 128, "max_detections": 5, "score_floor": 0.0}
 TRACKER = {"new_track_thresh": 0.1, "high_thresh": 0.15}
+#: Random-weight scores are far below the demo model's display threshold (0.5): draw and write them all.
+SHOW_ALL = 0.0
 
 
 def minimal(**stream: object) -> dict:
@@ -48,11 +50,17 @@ def minimal(**stream: object) -> dict:
         ({"streams": [{"name": "a"}]}, "streams[0] 'a': missing field 'url'"),
         ({"streams": [{"url": "rtsp://h/x"}]}, "streams[0]: missing field 'name'"),
         ({"model": {}}, "config: missing field 'streams'"),
-        (minimal(segment_s="60"), "streams[0] 'a': 'segment_s' must be int or float"),
-        (minimal(fail_fast=1), "streams[0] 'a': 'fail_fast' must be bool"),
-        (minimal(transport="http"), "'transport' must be 'tcp' or 'udp'"),
+        (minimal(segment_s="60"), "streams[0] 'a'.segment_s: Input should be a valid number (got '60')"),
+        (minimal(segment_s=0), "streams[0] 'a'.segment_s: Input should be greater than 0 (got 0)"),
+        (minimal(fail_fast=1), "streams[0] 'a'.fail_fast: Input should be a valid boolean (got 1)"),
+        (minimal(transport="http"), "streams[0] 'a'.transport: Input should be 'tcp' or 'udp' (got 'http')"),
+        (minimal(detect_every=0), "streams[0] 'a'.detect_every: Input should be greater than or equal to 1"),
+        (minimal(track=False, trails=True), "detect_every > 1 and trails need tracking"),
+        ({**minimal(), "model": {"backend": "tensorflow"}}, "[model].backend: unknown backend 'tensorflow'"),
+        ({**minimal(), "model": {"min_size": 16}}, "[model].min_size: Input should be greater than or equal to 32"),
         ({**minimal(), "rules": [{"name": "r", "kind": "count"}]}, "rules[0] 'r': missing field 'class'"),
-        ({**minimal(), "rules": [{"name": "r", "kind": "cnt", "class": "person"}]}, "'kind' must be 'count'"),
+        ({**minimal(), "rules": [{"name": "r", "kind": "cnt", "class": "person"}]},
+         "rules[0] 'r'.kind: Input should be 'count' or 'new_track' (got 'cnt')"),
         (
             {**minimal(), "rules": [{"name": "r", "kind": "count", "class": "person", "streams": ["zz"]}]},
             "unknown stream(s): ['zz']",
@@ -105,8 +113,8 @@ def monitor_doc(out: Path, a: RtspServer, b: RtspServer, garbage: GarbageServer,
         "model": dict(MODEL),
         "streams": [
             {"name": "front", "url": a.url.replace("rtsp://", f"rtsp://admin:{SECRET}@"), "segment_s": 2.0,
-             "tracker": TRACKER},
-            {"name": "back", "url": b.url, "tracker": TRACKER},
+             "tracker": TRACKER, "score_thresh": SHOW_ALL},
+            {"name": "back", "url": b.url, "tracker": TRACKER, "score_thresh": SHOW_ALL, "detect_every": 2},
             {"name": "typo", "url": f"rtsp://admin:{SECRET}@:554/stream"},
             {"name": "junk", "url": garbage.url.replace("rtsp://", f"rtsp://admin:{SECRET}@"),
              "fail_fast": True, "open_timeout_s": 2.0, "read_timeout_s": 2.0},

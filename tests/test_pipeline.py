@@ -12,7 +12,8 @@ import pytest
 
 from streamseg.backends.torch_backend import TorchBackend
 from streamseg.errors import SinkError
-from streamseg.pipeline import JsonlOutput, Pipeline, VideoOutput, describe
+from streamseg.core import Pipeline, describe
+from streamseg.sinks import JsonlOutput, VideoOutput
 from streamseg.sources import open_source
 from tests.conftest import data_path
 
@@ -88,7 +89,7 @@ def test_stop_from_another_thread_closes_outputs(tmp_path: Path, backend: TorchB
 
 
 def test_tracking_with_detect_every_predicts_skipped_frames(tmp_path: Path, backend: TorchBackend) -> None:
-    from streamseg.pipeline import MotOutput
+    from streamseg.sinks import MotOutput
     from streamseg.tracking import ByteTracker
 
     n, k = 9, 3

@@ -42,7 +42,12 @@ __all__ = [
 
 log = logging.getLogger("streamseg.engines")
 
-_PLUGIN_MODULES = ("streamseg_plugins.trt_plugin", "streamseg_plugins.roialign_triton")
+_PLUGIN_MODULES = (
+    "streamseg_plugins.trt_plugin",
+    "streamseg_plugins.trt_node",
+    "streamseg_plugins.trt_aot",
+    "streamseg_plugins.roialign_triton",
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -60,6 +60,10 @@ class ModelSpec:
         description: one line for ``streamseg models``.
         package_file: for a checkpoint shipped inside the package (the demo model), its
             path relative to the ``streamseg`` package folder; None for downloadable ones.
+        min_size: default shorter side of the network input, pixels (torchvision's 800 for
+            the COCO models; the size the demo model was trained at for ``demo``).
+        score_thresh: default score from which instances are drawn and written
+            (``--score-thresh``); the model itself runs lower (``ModelConfig.score_floor``).
     """
 
     name: str
@@ -73,6 +77,8 @@ class ModelSpec:
     has_keypoints: bool
     description: str
     package_file: str | None = None
+    min_size: int = 800
+    score_thresh: float = 0.5
 
     def build(self, **kwargs: Any) -> Any:
         """Build the architecture with random weights; ``kwargs`` go to :attr:`builder`."""
@@ -238,6 +244,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         has_keypoints=True,
         description="demo world model (bundled): person/ball/box/car, masks + 17 keypoints, 320x240, min_size 240",
         package_file="models/weights/demo.pt",
+        min_size=240,
     ),
 )
 

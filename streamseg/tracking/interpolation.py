@@ -11,7 +11,7 @@ ECCV 2022, Sec. 4.1, "linear interpolation ... the max interval is set to 20";
 ``tools/interpolation.py`` of its repository).
 
 This works on MOT Challenge rows (``frame, id, x, y, w, h, conf, ...``) and is used
-by :class:`~streamseg.pipeline.MotOutput` when the run is given
+by :class:`~streamseg.sinks.MotOutput` when the run is given
 ``--mot-interpolate N``: the MOT file is flushed frame by frame during the run
 and rewritten with the filled gaps once, when it is closed.
 """

@@ -1,0 +1,146 @@
+"""The :class:`Output` protocol every stream output follows, and the file outputs of a run.
+
+A stream's processor (:class:`~streamseg.core.processor.StreamProcessor`) hands each
+written frame to its outputs in order. Outputs that ``needs_image`` receive the
+rendered frame (drawn once per frame for all of them). Each output is timed under its
+``stage`` name, which becomes a key of ``FrameResult.timings_ms`` for the outputs after
+it and of the run's metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from streamseg.sinks.jsonl import JsonlWriter
+from streamseg.sinks.mot import MotWriter
+from streamseg.sinks.video import VideoWriter
+from streamseg.types import FrameResult
+
+if TYPE_CHECKING:
+    from streamseg.config import OutputConfig
+
+__all__ = ["Output", "VideoOutput", "JsonlOutput", "MotOutput", "file_outputs"]
+
+
+@runtime_checkable
+class Output(Protocol):
+    """Where a stream's results go.
+
+    Attributes:
+        needs_image: receive the rendered (H, W, 3) uint8 RGB frame in :meth:`write`.
+        stage: the timing key of this output's write, e.g. ``"encode"``.
+    """
+
+    needs_image: bool
+    stage: str
+
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        """Write one frame's result (and its rendered image when ``needs_image``).
+
+        Raises:
+            SinkError: the write failed (disk full, ...); what was written stays valid.
+        """
+
+    def close(self) -> None:
+        """Flush and close; idempotent. What was written stays valid."""
+
+
+class VideoOutput:
+    """The annotated video: H.264 MP4 with the input's size and frame timing.
+
+    The writer opens on the first frame, when the frame size is known.
+
+    Args:
+        path: the .mp4 to write (its folder is created).
+        fps: the source's average frame rate (frames per second) for the stream header,
+            or None (live: timing from pts only).
+    """
+
+    needs_image = True
+    stage = "encode"
+
+    def __init__(self, path: str | Path, *, fps: float | None) -> None:
+        self.path = Path(path)
+        self.fps = fps
+        self._writer: VideoWriter | None = None
+
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        assert image is not None
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = VideoWriter(self.path, width=image.shape[1], height=image.shape[0], fps=self.fps)
+        self._writer.write(image, result.frame.pts_s)
+
+    @property
+    def frames_written(self) -> int:
+        """Frames written so far."""
+        return 0 if self._writer is None else self._writer.frames_written
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+class JsonlOutput:
+    """Per-frame results as JSON lines (see :mod:`streamseg.sinks.jsonl` for the schema), flushed per line."""
+
+    needs_image = False
+    stage = "jsonl"
+
+    def __init__(self, path: str | Path, *, categories: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = JsonlWriter(self.path, categories=categories)
+
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        self._writer.write(result)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class MotOutput:
+    """Tracks as a MOT Challenge txt file (``frame,id,x,y,w,h,conf,-1,-1,-1``, frames 1-based).
+
+    ``interpolate_max_gap`` > 0 fills track gaps of up to that many frames when the
+    output is closed (see :class:`~streamseg.sinks.mot.MotWriter`).
+    """
+
+    needs_image = False
+    stage = "mot"
+
+    def __init__(self, path: str | Path, *, interpolate_max_gap: int = 0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = MotWriter(self.path, interpolate_max_gap=interpolate_max_gap)
+
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        self._writer.write(result.frame.index, result.instances)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def file_outputs(config: OutputConfig, *, categories: Sequence[str], fps: float | None) -> list[Output]:
+    """The file outputs a :class:`~streamseg.config.OutputConfig` asks for: video, JSONL, MOT (in that order).
+
+    Args:
+        config: which files to write.
+        categories: the backend's class names (the JSONL's ``label``).
+        fps: the source's frame rate, for the MP4 header.
+
+    Raises:
+        SinkError: a file cannot be created.
+    """
+    outputs: list[Output] = []
+    if config.video is not None:
+        outputs.append(VideoOutput(config.video, fps=fps))
+    if config.jsonl is not None:
+        outputs.append(JsonlOutput(config.jsonl, categories=categories))
+    if config.mot is not None:
+        outputs.append(MotOutput(config.mot, interpolate_max_gap=config.mot_interpolate))
+    return outputs
