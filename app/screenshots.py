@@ -56,7 +56,7 @@ def main() -> int:
         clip = write_clip(tmp, num_frames=args.frame + 12, size=(ch, cw), name="demo-world")["video"]
         window = MainWindow(
             QSettings(str(Path(tmp) / "gui.ini"), QSettings.Format.IniFormat),
-            model=ModelConfig(model="demo", device="cpu"),
+            model=ModelConfig(name="demo", device="cpu"),
             score_thresh=0.5,
             output_dir=tmp,
             pace=False,

@@ -43,7 +43,7 @@ def test_live_rtsp_stream_drops_old_frames_and_closes_cleanly(
 ) -> None:
     settings = QSettings(str(tmp_path / "gui.ini"), QSettings.Format.IniFormat)
     window = MainWindow(
-        settings, model=ModelConfig(model="demo", device="cpu"), score_thresh=0.3, output_dir=tmp_path
+        settings, model=ModelConfig(name="demo", device="cpu"), score_thresh=0.3, output_dir=tmp_path
     )
     qtbot.addWidget(window)
     window.show()

@@ -9,10 +9,10 @@ Wire it into the main parser with::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from typing import Any
 
-from streamseg.argtypes import positive_float, positive_int, unit_float
+from streamseg.argtypes import positive_float, positive_int
+from streamseg.options import MODEL_FLAGS, add_model_options
 from streamseg.errors import ConfigError
 
 __all__ = ["add_parser", "run"]
@@ -24,9 +24,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     Returns:
         The subcommand's parser; its ``func`` default is :func:`run`.
     """
-    from streamseg.backends import BACKENDS
-    from streamseg.models.registry import MODELS
-
     p = subparsers.add_parser(
         "gui",
         help="the desktop window: play a file, camera or RTSP stream with live masks, tracks and controls",
@@ -44,28 +41,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="open at start: a video file, a folder of images, rtsp://[user:pass@]host/path, "
         "http(s)://..., /dev/videoN or cam:N",
     )
-    g = p.add_argument_group("model (default: the settings of the last session)")
-    g.add_argument("--model", metavar="NAME", choices=list(MODELS), help=f"one of: {', '.join(MODELS)}")
-    g.add_argument(
-        "--weights", metavar="PATH|random", help="weights file, or 'random' (default: the registry's file)"
-    )
-    g.add_argument("--backend", choices=list(BACKENDS), help="inference backend (default: torch)")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="where the model runs (default: auto)")
-    g.add_argument(
-        "--min-size",
-        type=positive_int,
-        metavar="PX",
-        help="shorter input side in pixels (default: 240 for the demo model, else 800)",
-    )
-    g.add_argument(
-        "--keypoints", action="store_true", default=None, help="also run Keypoint R-CNN for persons"
-    )
-    g.add_argument(
-        "--score-thresh",
-        type=unit_float,
-        metavar="F",
-        help="show, list and record instances with a score of at least F (changeable in the window)",
-    )
+    # The same model options as `streamseg run`; unset ones keep the window's stored settings.
+    g = add_model_options(p, unset_defaults=True)
     g.add_argument(
         "--detect-every",
         type=positive_int,
@@ -118,20 +95,21 @@ def run(args: argparse.Namespace) -> int:
             f"the desktop window needs PyQt6 ({exc}); install it with: pip install 'streamseg[gui]'"
         ) from None
     from streamseg_app.app import run_gui
+    from streamseg.config import validated
     from streamseg_app.config import ModelConfig
     from streamseg_app.settings import default_settings, load_state
 
     model = None
-    changes = {name: getattr(args, name) for name in _MODEL_OPTIONS if getattr(args, name, None) is not None}
+    changes = {field: getattr(args, flag) for flag, field in MODEL_FLAGS.items() if getattr(args, flag, None) is not None}
     if changes:
         # Options given on the command line override the stored model settings, field by field.
         settings = (
             QSettings(args.settings, QSettings.Format.IniFormat) if args.settings else default_settings()
         )
         stored = ModelConfig() if args.reset_settings else load_state(settings).model
-        if "model" in changes and "min_size" not in changes:
+        if "name" in changes and "min_size" not in changes:
             changes["min_size"] = None  # the new model's own default input size
-        model = dataclasses.replace(stored, **changes).validate()
+        model = validated(ModelConfig, {**stored.model_dump(), **changes})
     return run_gui(
         args.source,
         model=model,
@@ -145,7 +123,3 @@ def run(args: argparse.Namespace) -> int:
         open_timeout_s=args.open_timeout,
         read_timeout_s=args.read_timeout,
     )
-
-
-#: Command-line options that are ModelConfig fields of the same name.
-_MODEL_OPTIONS = ("backend", "model", "weights", "device", "min_size", "keypoints")

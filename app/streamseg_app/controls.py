@@ -34,7 +34,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from streamseg.backends import BACKENDS
+from streamseg.backends import backend_names
 from streamseg.models.registry import model_names
 from streamseg.render import RenderOptions
 from streamseg_app.config import DEVICES, MODEL_SCORE_FLOOR, ModelConfig, display_categories
@@ -158,7 +158,7 @@ class ControlPanel(QWidget):
         box = QGroupBox("Model (changing restarts the stream)", self)
         form = QFormLayout(box)
         self.backend = QComboBox(box)
-        self.backend.addItems(list(BACKENDS))
+        self.backend.addItems([n for n in backend_names() if n != "replay"])  # replay needs a file
         self.model = QComboBox(box)
         self.model.addItems(list(model_names()))
         self.device = QComboBox(box)
@@ -288,12 +288,17 @@ class ControlPanel(QWidget):
     # -- model --------------------------------------------------------------------------
     def model_config(self) -> ModelConfig:
         """The model settings the controls describe."""
-        return dataclasses.replace(
-            self._model,
-            backend=self.backend.currentText(),
-            model=self.model.currentText(),
-            device=self.device.currentText(),
-            weights=self.weights.text().strip() or None,
+        from streamseg.config import validated
+
+        return validated(
+            ModelConfig,
+            {
+                **self._model.model_dump(),
+                "backend": self.backend.currentText(),
+                "name": self.model.currentText(),
+                "device": self.device.currentText(),
+                "weights": self.weights.text().strip() or None,
+            },
         )
 
     def set_model_config(self, config: ModelConfig) -> None:
@@ -303,7 +308,7 @@ class ControlPanel(QWidget):
             self._model = config
             for combo, value in (
                 (self.backend, config.backend),
-                (self.model, config.model),
+                (self.model, config.name),
                 (self.device, config.device),
             ):
                 if combo.findText(value) < 0:

@@ -1,4 +1,4 @@
-"""The window's end of the pipeline: a :class:`streamseg.pipeline.Output` that draws frames for the view.
+"""The window's end of the pipeline: a :class:`streamseg.sinks.Output` that draws frames for the view.
 
 :class:`ViewOutput` runs in the pipeline's output thread. For every result it
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from streamseg.errors import StreamsegError
 from streamseg.render import RenderOptions, TrackTrails, render, visible_instances
-from streamseg.sinks import JsonlWriter, VideoWriter
+from streamseg.sinks import JsonlOutput, Output, VideoOutput
 from streamseg.types import FrameResult, Instances
 
 __all__ = ["ViewFrame", "ViewOutput", "RecordingEvent", "TrackAges", "Recorder"]
@@ -147,13 +147,13 @@ class TrackAges:
 
 
 class Recorder:
-    """Writes drawn frames to an annotated H.264 MP4 and a JSONL of the instances shown.
+    """Records drawn frames through the core's outputs: an annotated H.264 MP4 and a JSONL of the instances shown.
 
-    The MP4 opens on the first frame, when the size is known; frame timing follows
-    ``Frame.pts_s`` (:class:`~streamseg.sinks.VideoWriter`). The JSONL has one line per
-    frame written, in :mod:`streamseg.sinks.jsonl`'s schema, with only the instances
-    drawn (the score threshold and class filter of that frame applied). Used from one
-    thread only.
+    The same :class:`~streamseg.sinks.VideoOutput` and :class:`~streamseg.sinks.JsonlOutput`
+    that ``streamseg run`` writes: the MP4 opens on the first frame, when the size is
+    known, and its timing follows ``Frame.pts_s``; the JSONL has one line per frame
+    written, with only the instances drawn (that frame's score threshold and class
+    filter applied). Used from one thread only.
 
     Args:
         video: the .mp4 path (its folder is created).
@@ -167,12 +167,8 @@ class Recorder:
 
     def __init__(self, video: Path, jsonl: Path, *, categories: Sequence[str], fps: Fraction | None) -> None:
         self.video, self.jsonl = Path(video), Path(jsonl)
-        self.fps = fps
         self.frames = 0
-        self.video.parent.mkdir(parents=True, exist_ok=True)
-        self.jsonl.parent.mkdir(parents=True, exist_ok=True)
-        self._jsonl = JsonlWriter(self.jsonl, categories=categories)
-        self._video: VideoWriter | None = None
+        self._outputs: list[Output] = [VideoOutput(self.video, fps=fps), JsonlOutput(self.jsonl, categories=categories)]
 
     def write(self, frame: ViewFrame) -> None:
         """Append one drawn frame to both files.
@@ -180,11 +176,8 @@ class Recorder:
         Raises:
             SinkError: a write failed (disk full, ...).
         """
-        if self._video is None:
-            h, w = frame.image.shape[:2]
-            self._video = VideoWriter(self.video, width=w, height=h, fps=self.fps)
-        self._video.write(frame.image, frame.result.frame.pts_s)
-        self._jsonl.write(frame.result)
+        for output in self._outputs:
+            output.write(frame.result, frame.image)
         self.frames += 1
 
     def close(self) -> None:
@@ -194,10 +187,9 @@ class Recorder:
             SinkError: finishing a file failed.
         """
         try:
-            if self._video is not None:
-                self._video.close()
+            self._outputs[0].close()
         finally:
-            self._jsonl.close()
+            self._outputs[1].close()
 
 
 class ViewOutput:

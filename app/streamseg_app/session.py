@@ -6,7 +6,7 @@ A :class:`Session` owns one thread (``streamseg-app-session``) that
    a bad one fails here, before any model is loaded, as in the CLI),
 2. gets the backend from the shared :class:`BackendCache` (loading it only when the
    model settings changed),
-3. runs a :class:`streamseg.pipeline.Pipeline` (source thread, inference thread with
+3. runs a :class:`streamseg.core.Pipeline` (source thread, inference thread with
    the tracker, output thread with a :class:`~streamseg_app.output.ViewOutput`) until
    the source ends, fails or :meth:`Session.stop` is called.
 
@@ -28,9 +28,10 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
+from streamseg.backends import create_backend
 from streamseg.backends.base import Backend
 from streamseg.errors import StreamsegError
-from streamseg.pipeline import Pipeline
+from streamseg.core import Pipeline
 from streamseg.render import RenderOptions
 from streamseg.sources import LiveSource, Source, StateEvent, VideoFileSource, open_source
 from streamseg.tracking import ByteTracker, TrackerConfig
@@ -122,13 +123,13 @@ class BackendCache:
         """The backend for ``config``, loading it (and dropping the previous one) if needed.
 
         Raises:
-            ConfigError, BackendError, WeightsError: as :meth:`ModelConfig.create`.
+            ConfigError, BackendError, WeightsError: as :func:`streamseg.backends.create_backend`.
         """
         with self._lock:
             if self._backend is not None and self._config == config:
                 return self._backend
             self._backend, self._config = None, None  # free the old model before loading the new one
-            backend = config.create()
+            backend = create_backend(config)
             self._backend, self._config = backend, config
             return backend
 

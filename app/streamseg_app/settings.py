@@ -91,7 +91,7 @@ class GuiState:
                 "version": _VERSION,
                 "render": render,
                 "hidden_classes": sorted(self.hidden_classes),
-                "model": dataclasses.asdict(self.model),
+                "model": self.model.model_dump(),
                 "detect_every": self.detect_every,
                 "recent": self.recent,
                 "output_dir": self.output_dir,
@@ -105,13 +105,25 @@ class GuiState:
         data: dict[str, Any] = json.loads(text)
         state = cls()
         state.render = _replace_known(state.render, data.get("render", {}))
-        state.model = _replace_known(state.model, data.get("model", {}))
+        state.model = _known_model(state.model, data.get("model", {}))
         state.hidden_classes = [str(c) for c in data.get("hidden_classes", [])]
         state.detect_every = max(1, int(data.get("detect_every", 1)))
         state.recent = [str(r) for r in data.get("recent", [])]
         state.output_dir = str(data.get("output_dir", ""))
         state.pace = bool(data.get("pace", True))
         return state
+
+
+def _known_model(config: ModelConfig, values: dict[str, Any]) -> ModelConfig:
+    """``config`` with the stored fields it knows; a stored value that no longer validates keeps the default."""
+    from streamseg.config import validated
+    from streamseg.errors import ConfigError
+
+    known = {k: v for k, v in values.items() if k in ModelConfig.model_fields}
+    try:
+        return validated(ModelConfig, {**config.model_dump(), **known})
+    except ConfigError:
+        return config
 
 
 def _replace_known(obj: Any, values: dict[str, Any]) -> Any:

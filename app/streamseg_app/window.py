@@ -298,7 +298,7 @@ class MainWindow(QMainWindow):
         self.controls.set_detect_every(state.detect_every)
         from streamseg.models.registry import MODELS
 
-        spec = MODELS.get(state.model.model)
+        spec = MODELS.get(state.model.name)
         if spec is not None:
             self.controls.set_categories(spec.categories)
             self.tracks.set_categories(spec.categories)
