@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Check", "add_parser", "backend_verdicts", "cmd_doctor", "collect", "format_report"]
+__all__ = ["CHECKS_GROUP", "Check", "add_parser", "backend_verdicts", "cmd_doctor", "collect", "format_report"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,25 +115,25 @@ def _check_cuda_python() -> Check:
         return Check("cuda-python", True, version, f"no CUDA driver: {str(exc).split('. ')[0][:100]}")
 
 
-def _check_tensorrt() -> list[Check]:
-    trt, why = _import("tensorrt")
-    if trt is None:
-        return [
-            Check("tensorrt", False, "", f"{why}; pip install 'streamseg[tensorrt]' (TensorRT 10.7+, NVIDIA index)"),
-            Check("roialign-plugin", False, "", "needs TensorRT"),
-        ]
-    out = [Check("tensorrt", True, _version(trt), "")]
-    plugin_api, why = _import("tensorrt.plugin")
-    if plugin_api is None or not hasattr(plugin_api, "aot_impl"):
-        out.append(Check("roialign-plugin", False, "", f"tensorrt.plugin with aot_impl missing (TensorRT 10.7+): {why}"))
-        return out
-    try:
-        from streamseg_plugins.trt_plugin import PLUGIN_ID, register
+#: Entry-point group of extra checks from installed packages: ``name = "module:function"``,
+#: ``function() -> list[Check]`` (``streamseg_engines`` adds TensorRT and the RoIAlign plugin).
+CHECKS_GROUP = "streamseg.doctor"
 
-        register()
-        out.append(Check("roialign-plugin", True, "", f"{PLUGIN_ID} registered"))
-    except Exception as exc:  # noqa: BLE001
-        out.append(Check("roialign-plugin", False, "", f"registration failed: {exc}"))
+
+def _registered_checks() -> list[Check]:
+    """The checks installed packages register (TensorRT comes this way: the library never imports it)."""
+    from importlib.metadata import entry_points
+
+    eps = list(entry_points(group=CHECKS_GROUP))
+    if not eps:
+        why = "streamseg's TensorRT package (streamseg_engines) is not installed"
+        return [Check("tensorrt", False, "", why), Check("roialign-plugin", False, "", "needs TensorRT")]
+    out: list[Check] = []
+    for ep in eps:
+        try:
+            out += ep.load()()
+        except Exception as exc:  # noqa: BLE001 - a broken check must not break the doctor
+            out.append(Check(ep.name, False, "", f"check failed: {exc}"))
     return out
 
 
@@ -147,7 +147,7 @@ def collect() -> list[Check]:
     checks.append(_check_simple("onnxruntime-extensions", "onnxruntime_extensions", "pip install 'streamseg[onnx]'"))
     checks.append(_check_simple("triton", "triton", "pip install triton (comes with torch's CUDA build)"))
     checks.append(_check_cuda_python())
-    checks += _check_tensorrt()
+    checks += _registered_checks()
     checks.append(
         _check_simple("modelopt", "modelopt", "pip install 'nvidia-modelopt[onnx]' (only for INT8 engines)")
     )
