@@ -31,7 +31,8 @@ the eval branch of ``GeneralizedRCNN.forward`` step by step:
 4. mask head: 14 x 14 RoIAlign of the detections, the mask predictor's 28 x 28 logits
    of each detection's class, sigmoid (``maskrcnn_inference``);
 5. keypoint head: 14 x 14 RoIAlign, the 56 x 56 keypoint logits
-   (``keypoint_predictor``), decoded later by :func:`~streamseg.postprocess.postprocess`.
+   (``keypoint_predictor``), decoded outside the graph by torchvision's
+   ``heatmaps_to_keypoints`` (:func:`~streamseg.postprocess.keypoints_from_heatmaps`).
 
 Two shape modes:
 
@@ -45,16 +46,9 @@ Two shape modes:
   how many rows are valid. The NMS and score filters inside stay data-dependent
   (ONNX NonMaxSuppression / NonZero, which TensorRT 10 supports).
 
-Preprocessing (:func:`preprocess`) is outside the graph and follows
-``GeneralizedRCNNTransform``: the image is scaled to [0, 1], normalised with the
-model's mean and std, resized bilinearly (``align_corners=False``) by
-``min(min_size / short side, max_size / long side)``, and padded with zeros (in
-normalised units) at the bottom and right to the network size. The padding is
-letterbox-free: the image sits at the top-left corner and boxes need no offset, only
-the scale (:func:`~streamseg.postprocess.postprocess` undoes it). For torchvision's
-own results, the network size must be what ``batch_images`` pads that image to (the
-resized size rounded up to a multiple of 32, :func:`network_size_for`): more padding
-adds anchors and changes the features near the bottom and right border.
+Preprocessing is outside the graph (:mod:`streamseg.models.preprocess`, as
+``GeneralizedRCNNTransform``: resize, normalise, zero-pad at the bottom and right to the
+network size); its sizing and preprocessing names are re-exported here.
 """
 
 from __future__ import annotations
@@ -63,13 +57,21 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 import torchvision
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from streamseg.errors import ConfigError
+from streamseg.models.preprocess import (
+    IMAGE_MEAN,
+    IMAGE_STD,
+    SIZE_DIVISIBLE,
+    network_size_for,
+    parse_size,
+    preprocess,
+    resized_size,
+)
 from streamseg.ops import MultiLevelRoIAlign
 
 __all__ = [
@@ -77,6 +79,7 @@ __all__ = [
     "IMAGE_MEAN",
     "IMAGE_STD",
     "INPUT_NAMES",
+    "SIZE_DIVISIBLE",
     "MaskRCNNGraph",
     "network_size_for",
     "parse_size",
@@ -89,140 +92,6 @@ __all__ = [
 GRAPH_VERSION = "2"
 #: Graph input names, in order.
 INPUT_NAMES = ("images", "image_size", "score_thresh")
-#: ``GeneralizedRCNNTransform``'s normalisation (ImageNet mean / std of [0, 1] RGB), which every
-#: registry model uses (torchvision's detection builders and the demo model keep the default).
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
-#: Multiple the network-input sides must have (torchvision's ``size_divisible``, the P5 stride).
-SIZE_DIVISIBLE = 32
-
-
-def parse_size(text: str | Sequence[int]) -> tuple[int, int]:
-    """Parse a network-input size ``"HxW"`` (or a pair) and check it.
-
-    Args:
-        text: ``"800x1216"`` or ``(800, 1216)``, pixels.
-
-    Returns:
-        (H, W) ints.
-
-    Raises:
-        ConfigError: not two positive integers, or a side that is not a multiple of 32
-            (the stride of P5: the FPN's top-down sums need exactly halving sizes).
-    """
-    if isinstance(text, str):
-        parts = text.lower().replace(",", "x").split("x")
-        try:
-            size = tuple(int(p) for p in parts)
-        except ValueError:
-            size = ()
-    else:
-        size = tuple(int(v) for v in text)
-    if len(size) != 2 or min(size) <= 0:
-        raise ConfigError(f"size must be HxW with two positive integers, e.g. 800x1216, got {text!r}")
-    bad = [v for v in size if v % SIZE_DIVISIBLE]
-    if bad:
-        up = tuple(math.ceil(v / SIZE_DIVISIBLE) * SIZE_DIVISIBLE for v in size)
-        raise ConfigError(
-            f"size {size[0]}x{size[1]} is not a multiple of {SIZE_DIVISIBLE} (the stride of the "
-            f"coarsest FPN level); use {up[0]}x{up[1]}"
-        )
-    return size  # type: ignore[return-value]
-
-
-def _scale(image_size: Sequence[int], min_size: int, max_size: int) -> float:
-    """torchvision's resize factor, in Python floats as eager ``_resize_image_and_masks``."""
-    return min(min_size / min(image_size), max_size / max(image_size))
-
-
-def resized_size(image_size: tuple[int, int], *, min_size: int, max_size: int) -> tuple[int, int]:
-    """Size of an image after torchvision's resize (``GeneralizedRCNNTransform.resize``).
-
-    Args:
-        image_size: (H, W) of the original image, pixels.
-        min_size: target shorter side, pixels.
-        max_size: cap on the longer side, pixels.
-
-    Returns:
-        (h, w) = ``floor((H, W) * scale)``, ``scale = min(min_size / min(H, W),
-        max_size / max(H, W))`` (``F.interpolate(scale_factor=scale,
-        recompute_scale_factor=True)``).
-    """
-    scale = _scale(image_size, min_size, max_size)
-    return int(math.floor(image_size[0] * scale)), int(math.floor(image_size[1] * scale))
-
-
-def network_size_for(image_size: tuple[int, int], *, min_size: int, max_size: int) -> tuple[int, int]:
-    """The network-input size torchvision uses for an image: its resized size rounded up to 32.
-
-    Args:
-        image_size: (H, W) of the original image, pixels.
-        min_size: target shorter side, pixels.
-        max_size: cap on the longer side, pixels.
-
-    Returns:
-        (H', W'), multiples of 32 (``GeneralizedRCNNTransform.batch_images``).
-    """
-    h, w = resized_size(image_size, min_size=min_size, max_size=max_size)
-    return (
-        int(math.ceil(h / SIZE_DIVISIBLE) * SIZE_DIVISIBLE),
-        int(math.ceil(w / SIZE_DIVISIBLE) * SIZE_DIVISIBLE),
-    )
-
-
-def preprocess(
-    image: np.ndarray,
-    *,
-    size: tuple[int, int],
-    min_size: int,
-    max_size: int,
-    image_mean: Sequence[float],
-    image_std: Sequence[float],
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """Turn an RGB frame into the graph's ``images`` input, as ``GeneralizedRCNNTransform``.
-
-    Args:
-        image: (H, W, 3) uint8 RGB.
-        size: (H', W') network-input size, multiples of 32.
-        min_size: target shorter side after resizing, pixels.
-        max_size: cap on the longer side after resizing, pixels.
-        image_mean: per-channel mean of the [0, 1] image (the model's ``transform.image_mean``).
-        image_std: per-channel std (``transform.image_std``).
-
-    Returns:
-        ``(images, (h, w))``: (1, 3, H', W') float32 C-contiguous, the normalised image
-        resized to (h, w) in the top-left corner and zeros elsewhere; and (h, w), the
-        resized size in pixels (the graph's ``image_size`` input).
-
-    Raises:
-        ConfigError: the image is not (H, W, 3) uint8, or its resized size does not fit
-            in ``size``.
-    """
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ConfigError(
-            f"expected an (H, W, 3) uint8 RGB image, got shape {getattr(image, 'shape', None)} "
-            f"dtype {getattr(image, 'dtype', type(image).__name__)}"
-        )
-    h, w = resized_size(image.shape[:2], min_size=min_size, max_size=max_size)
-    if h > size[0] or w > size[1]:
-        raise ConfigError(
-            f"a {image.shape[1]}x{image.shape[0]} frame resizes to {w}x{h} (min_size {min_size}, "
-            f"max_size {max_size}), which does not fit the network input {size[1]}x{size[0]}"
-        )
-    with torch.inference_mode():
-        writable = image.flags.writeable and image.flags.c_contiguous
-        x = torch.from_numpy(image if writable else np.array(image, order="C"))
-        x = x.permute(2, 0, 1).to(torch.float32).div(255)
-        mean = torch.tensor(image_mean, dtype=torch.float32)[:, None, None]
-        std = torch.tensor(image_std, dtype=torch.float32)[:, None, None]
-        x = (x - mean) / std
-        scale = _scale(image.shape[:2], min_size, max_size)
-        x = F.interpolate(
-            x[None], scale_factor=scale, mode="bilinear", recompute_scale_factor=True, align_corners=False
-        )
-        out = torch.zeros((1, 3, size[0], size[1]), dtype=torch.float32)
-        out[:, :, : x.shape[2], : x.shape[3]] = x
-    return out.numpy(), (int(x.shape[2]), int(x.shape[3]))
 
 
 def _clip(boxes: Tensor, image_size: Tensor) -> Tensor:
