@@ -1,9 +1,11 @@
-"""Postprocessing shared by every backend, the renderer and the sinks (numpy only).
+"""Postprocessing shared by every backend, the renderer and the sinks.
 
 Every backend (torch, onnxruntime, tensorrt) stops at :class:`RawDetections`, the
 raw head outputs in network-input pixels, and this module turns them into
 :class:`~streamseg.types.Instances` the same way torchvision's
 ``RoIHeads`` + ``GeneralizedRCNNTransform.postprocess`` do, so all backends agree.
+Everything is numpy except keypoint decoding, which is torchvision's own code (torch
+is imported only when keypoints are decoded, so the renderer and sinks never load it).
 
 Mask pasting follows torchvision's ``paste_masks_in_image``
 (torchvision/models/detection/roi_heads.py): the M x M mask is padded by one
@@ -14,24 +16,21 @@ OpenCV's bilinear resize rounds differently from ATen's by about 1e-6, so a past
 pixel within that of the 0.5 threshold may land on the other side (ATen itself
 rounds differently with the output width, through its vectorised loops).
 
-Keypoint decoding follows torchvision's ``heatmaps_to_keypoints``: each RoI's
-heatmaps are upsampled bicubically (``F.interpolate(mode="bicubic",
-align_corners=False)``, Keys' kernel with A = -0.75, clamped border taps) to the
-RoI's size rounded up, and the peak of each gives the keypoint. To make the peak
-*exactly* torch's, the bicubic arithmetic is replayed in float32 in ATen's order
-(aten/src/ATen/native/cpu/UpSampleKernel.cpp, ``HelperInterpCubic`` and
-``InterpolateNonSeparable``), including the fused multiply-adds that the
-compiler emits in torch's AVX2/AVX512 CPU kernels (emulated in float64; verified
-bit for bit against torch 2.15 on 92 million values). ``fma=False`` replays
-torch's DEFAULT-capability (no FMA) kernel instead. The two differ by an ulp or
-two, which can only move a peak between near-tied pixels.
+Keypoint decoding is torchvision's ``heatmaps_to_keypoints`` (the function
+``keypointrcnn_inference`` calls), run by torch on the heatmaps' device:
+:func:`keypoints_from_heatmaps` on tensors (the torch backend decodes on its own
+device, CPU or CUDA, before anything is copied to the host and hands over
+:attr:`RawDetections.keypoints`), :func:`heatmaps_to_keypoints` on host arrays (the
+ONNX Runtime and TensorRT outputs, decoded with torch on the CPU). Each RoI's heatmaps
+are upsampled bicubically to the RoI's size rounded up and the peak of each gives the
+keypoint, so the result is torchvision's on the same device bit for bit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 import dataclasses
+from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -39,20 +38,23 @@ from scipy.optimize import linear_sum_assignment
 
 from streamseg.types import MASK_SIZE, Instances
 
+if TYPE_CHECKING:
+    import torch
+
 __all__ = [
-    "BICUBIC_FMA",
     "RawDetections",
     "box_iou",
     "heatmaps_to_keypoints",
+    "keypoints_from_heatmaps",
     "merge_keypoints",
     "paste_mask_in_box",
     "paste_masks",
     "postprocess",
     "resize_boxes",
     "resize_keypoints",
-    "upsample_bicubic",
 ]
 
+_F32 = np.float32
 _PADDING = 1  # cells of zero padding around the mask, as torchvision's expand_masks(padding=1)
 
 
@@ -133,9 +135,11 @@ def paste_masks(
 class RawDetections:
     """Backend-independent model output for one image, before :func:`postprocess`.
 
-    What torchvision's ``RoIHeads`` computes at inference, with nothing pasted or
-    decoded and nothing rescaled to the original image. N is the number of
-    detections (after torchvision's score threshold, NMS and top-k), M the mask side.
+    What torchvision's ``RoIHeads`` computes at inference, with nothing pasted and
+    nothing rescaled to the original image. N is the number of detections (after
+    torchvision's score threshold, NMS and top-k), M the mask side. Keypoints come
+    either as heatmaps (decoded by :func:`postprocess`) or already decoded by the
+    backend on its device (``keypoints``), never both.
 
     Attributes:
         boxes: (N, 4) float32 xyxy in network-input (resized) pixels, clipped to
@@ -149,6 +153,8 @@ class RawDetections:
         input_size: (h, w) of the resized image the boxes refer to, pixels (before
             padding to a multiple of 32).
         image_size: (H, W) of the original image, pixels.
+        keypoints: (N, K, 3) float32 ``(x, y, score)`` in network-input pixels, the
+            heatmaps already decoded (:func:`keypoints_from_heatmaps`), or None.
     """
 
     boxes: np.ndarray
@@ -158,6 +164,7 @@ class RawDetections:
     keypoint_heatmaps: np.ndarray | None
     input_size: tuple[int, int]
     image_size: tuple[int, int]
+    keypoints: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -181,6 +188,13 @@ class RawDetections:
             if maps.ndim != 4 or maps.shape[0] != n:
                 raise ValueError(f"keypoint_heatmaps must be (N={n}, K, Hm, Wm), got {maps.shape}")
             object.__setattr__(self, "keypoint_heatmaps", maps)
+        if self.keypoints is not None:
+            if self.keypoint_heatmaps is not None:
+                raise ValueError("give keypoint_heatmaps or decoded keypoints, not both")
+            kps = np.asarray(self.keypoints, dtype=np.float32)
+            if kps.ndim != 3 or kps.shape[0] != n or kps.shape[2] != 3:
+                raise ValueError(f"keypoints must be (N={n}, K, 3), got {kps.shape}")
+            object.__setattr__(self, "keypoints", kps)
         object.__setattr__(self, "input_size", (int(self.input_size[0]), int(self.input_size[1])))
         object.__setattr__(self, "image_size", (int(self.image_size[0]), int(self.image_size[1])))
 
@@ -189,213 +203,58 @@ class RawDetections:
 
 
 # --------------------------------------------------------------------------------------
-# Bicubic upsampling exactly as torch's CPU kernel, and keypoint decoding
+# Keypoint decoding: torchvision's own function, in torch
 # --------------------------------------------------------------------------------------
 
-#: Default arithmetic of :func:`upsample_bicubic` / :func:`heatmaps_to_keypoints`: True
-#: replays torch's AVX2 / AVX512 CPU kernel (fused multiply-adds), False its DEFAULT kernel.
-BICUBIC_FMA = True
 
-_F32 = np.float32
-_CUBIC_A = _F32(-0.75)  # ATen get_cubic_upsample_coefficients: A = -0.75 (as OpenCV)
-_EXACT_CHUNK = 1 << 18  # candidate pixels evaluated at once in the exact pass
+def keypoints_from_heatmaps(maps: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+    """Keypoints from heatmap logits with torchvision's ``heatmaps_to_keypoints``, on ``maps``' device.
 
-
-def _fma(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """float32 ``a * b + c`` with a single rounding (a fused multiply-add), via float64."""
-    return (np.asarray(a, np.float64) * np.asarray(b, np.float64) + np.asarray(c, np.float64)).astype(_F32)
-
-
-def _cubic_taps(in_size: int, out_size: int, fma: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Source indices and weights of 1-D bicubic resampling, as ATen computes them.
-
-    ``HelperInterpCubic::compute_indices_weights`` with ``align_corners=False`` and no
-    explicit scale, all in float32: ``scale = in / out``; ``src = scale * (dst + 0.5) - 0.5``
-    (``area_pixel_compute_source_index``, cubic: no clamp at 0); ``i0 = min(floor(src),
-    in - 1)``, ``t = clamp(src - i0, 0, 1)`` (``guard_index_and_lambda``); weights
-    ``[k2(t + 1), k1(t), k1(1 - t), k2(2 - t)]`` with Keys' kernel, A = -0.75
-    (``get_cubic_upsample_coefficients``); taps ``i0 - 1 .. i0 + 2`` clamped to [0, in - 1].
-    With ``fma`` the multiply-adds torch's AVX2/AVX512 build fuses are fused here too:
-    ``src``, and the first step of ``k1`` and the first two steps of ``k2`` (Horner form).
-
-    Returns:
-        ``(indices, weights)``: (4, out_size) int64 and (4, out_size) float32.
-    """
-    scale = _F32(in_size) / _F32(out_size)
-    dst = np.arange(out_size, dtype=_F32) + _F32(0.5)
-    src = _fma(scale, dst, _F32(-0.5)) if fma else scale * dst - _F32(0.5)
-    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
-    t = np.clip(src - i0.astype(_F32), _F32(0.0), _F32(1.0))
-    a = _CUBIC_A
-
-    def k1(x: np.ndarray) -> np.ndarray:  # ((A + 2) x - (A + 3)) x x + 1, for |x| <= 1
-        if fma:
-            return (_fma(a + _F32(2), x, -(a + _F32(3))) * x) * x + _F32(1)
-        return (((a + _F32(2)) * x - (a + _F32(3))) * x) * x + _F32(1)
-
-    def k2(x: np.ndarray) -> np.ndarray:  # ((A x - 5A) x + 8A) x - 4A, for 1 < |x| < 2
-        if fma:
-            return _fma(_fma(a, x, -_F32(5) * a), x, _F32(8) * a) * x - _F32(4) * a
-        return ((a * x - _F32(5) * a) * x + _F32(8) * a) * x - _F32(4) * a
-
-    t2 = _F32(1) - t
-    weights = np.stack([k2(t + _F32(1)), k1(t), k1(t2), k2(t2 + _F32(1))]).astype(_F32)
-    indices = np.clip(i0[None, :] + np.arange(-1, 3)[:, None], 0, in_size - 1)
-    return indices, weights
-
-
-def _accumulate(values: list[np.ndarray], weights: list[np.ndarray], fma: bool) -> np.ndarray:
-    """Sum of 4 products in ATen's order (``InterpolateNonSeparable::eval``).
-
-    Without FMA: ``((v0 w0 + v1 w1) + v2 w2) + v3 w3``. torch's AVX2/AVX512 builds
-    contract it to ``fma(v3, w3, fma(v2, w2, fma(v0, w0, v1 w1)))`` (found by
-    comparing bit patterns with torch; the compiler fuses the first product, not the
-    second, of ``v0 w0 + v1 w1``).
-    """
-    if fma:
-        out = values[1] * weights[1]
-        out = _fma(values[0], weights[0], out)
-        out = _fma(values[2], weights[2], out)
-        return _fma(values[3], weights[3], out)
-    out = values[0] * weights[0]
-    for v, w in zip(values[1:], weights[1:]):
-        out = out + v * w
-    return out
-
-
-def upsample_bicubic(maps: np.ndarray, size: tuple[int, int], *, fma: bool = BICUBIC_FMA) -> np.ndarray:
-    """Bicubic resize bit-identical to torch's CPU ``F.interpolate(mode="bicubic", align_corners=False)``.
-
-    Separable in the same order as ATen's kernel: for each output pixel, four
-    horizontal 4-tap sums on the four source rows, then one vertical 4-tap sum of
-    those (ATen nests height outside width; the horizontal sums of a source row do
-    not depend on the output row, so computing them once per row is the same arithmetic).
+    torchvision (``torchvision/models/detection/roi_heads.py``, called by
+    ``keypointrcnn_inference``): for RoI i, ``w = max(x2 - x1, 1)``, ``h = max(y2 - y1, 1)``;
+    the K maps are upsampled bicubically (``F.interpolate(mode="bicubic",
+    align_corners=False)``) to ``(ceil(h), ceil(w))`` pixels; the peak (``argmax``) at
+    integer ``(x_int, y_int)`` gives ``x = (x_int + 0.5) * w / ceil(w) + x1`` and
+    ``y = (y_int + 0.5) * h / ceil(h) + y1`` (Heckbert 1990, c = d + 0.5), and the score is
+    the upsampled logit at the peak.
 
     Args:
-        maps: (K, H, W) float32.
-        size: (out_h, out_w) in pixels.
-        fma: replay torch's AVX2/AVX512 kernel (True) or its DEFAULT kernel (False).
+        maps: Tensor[N, K, Hm, Wm] float32 heatmap logits (the keypoint predictor's
+            output, 17 x 56 x 56 for torchvision's Keypoint R-CNN), on any device.
+        rois: Tensor[N, 4] float32 xyxy boxes the heatmaps belong to, pixels, same device.
 
     Returns:
-        (K, out_h, out_w) float32. Memory K * out_h * out_w * 8 bytes at the peak:
-        for keypoint decoding :func:`heatmaps_to_keypoints` avoids the full map.
+        Tensor[N, K, 3] float32 ``(x, y, score)`` in the RoIs' pixel frame, on ``maps``'
+        device. torchvision returns ``(x, y, 1)`` and the scores separately; here the
+        score replaces the 1.
     """
-    m = np.asarray(maps, dtype=_F32)
-    out_h, out_w = int(size[0]), int(size[1])
-    ix, wx = _cubic_taps(m.shape[-1], out_w, fma)
-    iy, wy = _cubic_taps(m.shape[-2], out_h, fma)
-    rows = _accumulate([m[:, :, ix[j]] for j in range(4)], [wx[j] for j in range(4)], fma)
-    return _accumulate([rows[:, iy[j], :] for j in range(4)], [wy[j][:, None] for j in range(4)], fma)
+    import torch
+    from torchvision.models.detection.roi_heads import heatmaps_to_keypoints as tv_heatmaps_to_keypoints
+
+    maps = maps.to(torch.float32)
+    rois = rois.to(device=maps.device, dtype=torch.float32).reshape(-1, 4)
+    with torch.inference_mode():
+        xy, scores = tv_heatmaps_to_keypoints(maps, rois)
+        return torch.cat([xy[..., :2], scores[..., None]], dim=-1)
 
 
-def _bicubic_values_at(
-    m: np.ndarray,
-    k: np.ndarray,
-    y: np.ndarray,
-    x: np.ndarray,
-    taps_x: tuple[np.ndarray, np.ndarray],
-    taps_y: tuple[np.ndarray, np.ndarray],
-    fma: bool,
-) -> np.ndarray:
-    """Exact :func:`upsample_bicubic` values at output pixels (k, y, x), each (C,) -> (C,) float32."""
-    ix, wx = taps_x
-    iy, wy = taps_y
-    out = np.empty(k.shape[0], dtype=_F32)
-    for s in range(0, k.shape[0], _EXACT_CHUNK):
-        kk, yy, xx = k[s : s + _EXACT_CHUNK], y[s : s + _EXACT_CHUNK], x[s : s + _EXACT_CHUNK]
-        wxs = [wx[i, xx] for i in range(4)]
-        row_sums = [_accumulate([m[kk, iy[j, yy], ix[i, xx]] for i in range(4)], wxs, fma) for j in range(4)]
-        out[s : s + _EXACT_CHUNK] = _accumulate(row_sums, [wy[j, yy] for j in range(4)], fma)
-    return out
-
-
-def _bicubic_argmax(m: np.ndarray, out_h: int, out_w: int, fma: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel peak of the bicubic upsampling of ``m``, as ``argmax`` of torch's map.
-
-    Two passes: a float32 matrix product (``Wy @ m @ Wx``, error about 1e-6 of max|m|)
-    picks every pixel within 1e-4 * max|m| of its channel's approximate peak, then
-    those candidates are evaluated exactly (:func:`_bicubic_values_at`) and the first
-    (row-major) pixel with the largest exact value wins, as ``torch.argmax``. The
-    tolerance is 40x the worst-case error, so the true peak is always a candidate.
+def heatmaps_to_keypoints(maps: np.ndarray, rois: np.ndarray) -> np.ndarray:
+    """:func:`keypoints_from_heatmaps` of host arrays, with torch on the CPU.
 
     Args:
-        m: (K, H, W) float32 heatmaps.
-        out_h: output height, pixels.
-        out_w: output width, pixels.
-        fma: see :func:`upsample_bicubic`.
-
-    Returns:
-        ``(flat_index, value)``: (K,) int64 index ``y * out_w + x`` and (K,) float32
-        upsampled value at the peak.
-    """
-    num_k, h, w = m.shape
-    taps_x = _cubic_taps(w, out_w, fma)
-    taps_y = _cubic_taps(h, out_h, fma)
-    mat_x = np.zeros((w, out_w), dtype=_F32)
-    np.add.at(mat_x, (taps_x[0], np.arange(out_w)[None, :]), taps_x[1])
-    mat_y = np.zeros((out_h, h), dtype=_F32)
-    np.add.at(mat_y, (np.arange(out_h)[None, :], taps_y[0]), taps_y[1])
-    approx = np.matmul(mat_y, np.matmul(m, mat_x)).reshape(num_k, -1)
-
-    flat = np.zeros(num_k, dtype=np.int64)
-    value = np.zeros(num_k, dtype=_F32)
-    finite = np.isfinite(m).reshape(num_k, -1).all(axis=1)
-    for c in np.flatnonzero(~finite):  # NaN / inf maps: evaluate fully, argmax as torch (NaN wins)
-        full = upsample_bicubic(m[c : c + 1], (out_h, out_w), fma=fma).reshape(-1)
-        flat[c] = int(np.argmax(full))
-        value[c] = full[flat[c]]
-    good = np.flatnonzero(finite)
-    if good.size == 0:
-        return flat, value
-    sub = approx if good.size == num_k else approx[good]
-    tol = _F32(1e-4) * np.abs(m[good]).reshape(good.size, -1).max(axis=1) + _F32(1e-30)
-    sel_k, sel_pos = np.nonzero(sub >= (sub.max(axis=1) - tol)[:, None])
-    chan = good[sel_k]
-    exact = _bicubic_values_at(m, chan, sel_pos // out_w, sel_pos % out_w, taps_x, taps_y, fma)
-    order = np.lexsort((sel_pos, -exact, chan))  # by channel, then value descending, then index
-    first = order[np.r_[True, chan[order][1:] != chan[order][:-1]]]
-    flat[chan[first]] = sel_pos[first]
-    value[chan[first]] = exact[first]
-    return flat, value
-
-
-def heatmaps_to_keypoints(maps: np.ndarray, rois: np.ndarray, *, fma: bool = BICUBIC_FMA) -> np.ndarray:
-    """Keypoint locations and scores from heatmap logits (torchvision's ``heatmaps_to_keypoints``).
-
-    For RoI i: ``w = max(x2 - x1, 1)``, ``h = max(y2 - y1, 1)`` (float32); the maps are
-    upsampled bicubically to ``(ceil(h), ceil(w))`` pixels; the peak (``argmax``, first
-    in row-major order on ties) at integer ``(x_int, y_int)`` gives
-    ``x = (x_int + 0.5) * (w / ceil(w)) + x1`` and ``y = (y_int + 0.5) * (h / ceil(h)) + y1``
-    (Heckbert 1990, c = d + 0.5), and the score is the upsampled logit at the peak.
-
-    Args:
-        maps: (N, K, Hm, Wm) float32 heatmap logits (the keypoint predictor's output).
+        maps: (N, K, Hm, Wm) float32 heatmap logits.
         rois: (N, 4) float32 xyxy boxes the heatmaps belong to, pixels.
-        fma: see :func:`upsample_bicubic`.
 
     Returns:
-        (N, K, 3) float32 ``(x, y, score)`` in the RoIs' pixel frame. torchvision returns
-        ``(x, y, 1)`` and the scores separately; here the score replaces the 1.
+        (N, K, 3) float32 ``(x, y, score)`` in the RoIs' pixel frame.
     """
-    maps = np.asarray(maps, dtype=_F32)
-    rois = np.asarray(rois, dtype=_F32).reshape(-1, 4)
-    n, k = maps.shape[0], maps.shape[1]
-    out = np.zeros((n, k, 3), dtype=_F32)
-    if n == 0:
-        return out
-    widths = np.maximum(rois[:, 2] - rois[:, 0], _F32(1))
-    heights = np.maximum(rois[:, 3] - rois[:, 1], _F32(1))
-    widths_ceil = np.ceil(widths)
-    heights_ceil = np.ceil(heights)
-    for i in range(n):
-        out_w, out_h = int(widths_ceil[i]), int(heights_ceil[i])
-        flat, value = _bicubic_argmax(maps[i], out_h, out_w, fma)
-        x_int = (flat % out_w).astype(_F32)
-        y_int = (flat // out_w).astype(_F32)
-        out[i, :, 0] = (x_int + _F32(0.5)) * (widths[i] / _F32(out_w)) + rois[i, 0]
-        out[i, :, 1] = (y_int + _F32(0.5)) * (heights[i] / _F32(out_h)) + rois[i, 1]
-        out[i, :, 2] = value
-    return out
+    import torch
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        a = np.ascontiguousarray(a, dtype=_F32)
+        return torch.from_numpy(a if a.flags.writeable else a.copy())  # from_numpy warns on read-only
+
+    return keypoints_from_heatmaps(tensor(maps), tensor(rois)).numpy()
 
 
 # --------------------------------------------------------------------------------------
@@ -451,7 +310,6 @@ def postprocess(
     *,
     score_thresh: float = 0.0,
     keypoint_labels: Collection[int] | None = None,
-    fma: bool = BICUBIC_FMA,
 ) -> Instances:
     """Turn raw head outputs into :class:`Instances` in original-image pixels.
 
@@ -461,7 +319,8 @@ def postprocess(
        ``RoIHeads.postprocess_detections``; backends already apply the same threshold
        there, so this is a no-op for them and a filter for callers that raise it);
     2. decode keypoints on the resized-image boxes (``keypointrcnn_inference`` ->
-       :func:`heatmaps_to_keypoints`);
+       torchvision's ``heatmaps_to_keypoints``, :func:`heatmaps_to_keypoints`), unless
+       the backend has decoded them (``raw.keypoints``);
     3. rescale boxes and keypoints from ``input_size`` to ``image_size``
        (``GeneralizedRCNNTransform.postprocess``: :func:`resize_boxes`,
        :func:`resize_keypoints`). Masks stay M x M in the box frame (never pasted).
@@ -473,7 +332,6 @@ def postprocess(
             of other labels are NaN. A model whose keypoint head runs on every detection
             (the demo model: masks and keypoints in one ROI heads) predicts keypoints for
             balls and cars too, which mean nothing. None keeps every row.
-        fma: see :func:`upsample_bicubic`.
 
     Returns:
         Instances with masks (N, M, M) or None, keypoints (N, K, 3) or None, track ids -1.
@@ -481,8 +339,11 @@ def postprocess(
     keep = raw.scores > _F32(score_thresh)
     boxes = raw.boxes[keep]
     keypoints = None
-    if raw.keypoint_heatmaps is not None:
-        keypoints = heatmaps_to_keypoints(raw.keypoint_heatmaps[keep], boxes, fma=fma)
+    if raw.keypoints is not None:
+        keypoints = raw.keypoints[keep]
+    elif raw.keypoint_heatmaps is not None:
+        keypoints = heatmaps_to_keypoints(raw.keypoint_heatmaps[keep], boxes)
+    if keypoints is not None:
         keypoints = resize_keypoints(keypoints, raw.input_size, raw.image_size)
         if keypoint_labels is not None:
             keypoints[~np.isin(raw.labels[keep], np.asarray(list(keypoint_labels), np.int64))] = np.nan

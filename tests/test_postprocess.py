@@ -1,48 +1,25 @@
-"""Numpy postprocessing against torchvision: bicubic keypoint decoding, mask pasting, rescaling, merging."""
+"""Postprocessing against torchvision: keypoint decoding, mask pasting, rescaling, merging."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 from torchvision.models.detection import roi_heads, transform
 from torchvision.ops import box_iou as tv_box_iou
 
 from streamseg.postprocess import (
     RawDetections,
-    _bicubic_argmax,
     box_iou,
     heatmaps_to_keypoints,
+    keypoints_from_heatmaps,
     merge_keypoints,
     paste_masks,
     postprocess,
     resize_boxes,
-    upsample_bicubic,
 )
 from streamseg.types import Instances
-
-
-def torch_bicubic(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """torch's own bicubic upsampling of (K, H, W) maps, as torchvision's heatmaps_to_keypoints calls it."""
-    return F.interpolate(torch.from_numpy(maps)[:, None], size=size, mode="bicubic", align_corners=False)[
-        :, 0
-    ].numpy()
-
-
-@pytest.fixture(scope="module")
-def fma() -> bool:
-    """Which of torch's CPU kernels runs here: with FMA (AVX2/AVX512) or without (DEFAULT).
-
-    Exactly one of the two arithmetic replays must match torch bit for bit.
-    """
-    rng = np.random.default_rng(123)
-    probe = rng.standard_normal((4, 56, 56)).astype(np.float32)
-    ref = torch_bicubic(probe, (157, 93))
-    matches = [f for f in (True, False) if np.array_equal(upsample_bicubic(probe, (157, 93), fma=f), ref)]
-    assert len(matches) == 1, f"neither/both bicubic replays match torch {torch.__version__} here: {matches}"
-    return matches[0]
 
 
 def random_rois(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -56,86 +33,64 @@ def random_rois(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.stack([x1, y1, x1 + w, y1 + h], 1).astype(np.float32)
 
 
-# -- bicubic --------------------------------------------------------------------------
+def torchvision_keypoints(maps: np.ndarray, rois: np.ndarray) -> np.ndarray:
+    """torchvision's ``keypointrcnn_inference`` on one image: (N, K, 3) (x, y, score)."""
+    with torch.inference_mode():
+        xy, scores = roi_heads.keypointrcnn_inference(torch.from_numpy(maps), [torch.from_numpy(rois)])
+    return np.concatenate([xy[0][..., :2].numpy(), scores[0][..., None].numpy()], -1)
 
 
-@pytest.mark.parametrize(
-    "size", [(1, 1), (2, 3), (20, 56), (56, 56), (57, 113), (123, 77), (400, 333), (811, 1290)]
-)
-def test_upsample_bicubic_bit_exact(size: tuple[int, int], fma: bool) -> None:
-    rng = np.random.default_rng(size[0] * 1000 + size[1])
-    maps = (rng.standard_normal((17, 56, 56)) * rng.uniform(0.1, 30)).astype(np.float32)
-    np.testing.assert_array_equal(upsample_bicubic(maps, size, fma=fma), torch_bicubic(maps, size))
+def noisy_maps(rng: np.random.Generator, n: int) -> np.ndarray:
+    return (rng.standard_normal((n, 17, 56, 56)) * 4).astype(np.float32)
 
 
-@pytest.mark.parametrize("kind", ["noisy", "smooth", "flat", "constant"])
-def test_fast_argmax_matches_full_map(kind: str, fma: bool) -> None:
-    rng = np.random.default_rng(7)
-    maps = rng.standard_normal((17, 56, 56)).astype(np.float32)
-    if kind == "smooth":
-        maps = gaussian_filter(maps, (0, 5, 5)).astype(np.float32)
-    elif kind == "flat":
-        maps = (1.0 + 1e-7 * maps).astype(np.float32)
-    elif kind == "constant":
-        maps = np.full_like(maps, 2.5)
-    for out_h, out_w in [(37, 210), (256, 190), (5, 3)]:
-        full = torch_bicubic(maps, (out_h, out_w)).reshape(17, -1)
-        flat, value = _bicubic_argmax(maps, out_h, out_w, fma)
-        np.testing.assert_array_equal(flat, full.argmax(axis=1))
-        np.testing.assert_array_equal(value, full.max(axis=1))
+def smooth_maps(rng: np.random.Generator, n: int) -> np.ndarray:
+    return (gaussian_filter(rng.standard_normal((n, 17, 56, 56)), (0, 0, 3, 3)) * 10).astype(np.float32)
 
 
-# -- heatmaps_to_keypoints --------------------------------------------------------------
-
-
-def _compare_keypoints(maps: np.ndarray, rois: np.ndarray, fma: bool) -> None:
-    ours = heatmaps_to_keypoints(maps, rois, fma=fma)
-    xy, scores = roi_heads.heatmaps_to_keypoints(torch.from_numpy(maps), torch.from_numpy(rois))
-    xy, scores = xy.numpy(), scores.numpy()
-    # Exact argmax: recover the integer peak (x_int, y_int) of both and compare.
-    widths = np.maximum(rois[:, 2] - rois[:, 0], 1)
-    heights = np.maximum(rois[:, 3] - rois[:, 1], 1)
-    corr_w = (widths / np.ceil(widths))[:, None]
-    corr_h = (heights / np.ceil(heights))[:, None]
-
-    def peak(points: np.ndarray) -> np.ndarray:
-        x_int = np.rint((points[..., 0] - rois[:, None, 0]) / corr_w - 0.5)
-        y_int = np.rint((points[..., 1] - rois[:, None, 1]) / corr_h - 0.5)
-        return np.stack([x_int, y_int], -1)
-
-    np.testing.assert_array_equal(peak(ours), peak(xy))
-    np.testing.assert_allclose(ours[..., :2], xy[..., :2], rtol=0, atol=1e-3)
-    np.testing.assert_allclose(ours[..., 2], scores, rtol=0, atol=1e-4)
-
-
-def test_heatmaps_to_keypoints_noisy(fma: bool) -> None:
-    rng = np.random.default_rng(0)
-    rois = random_rois(rng, 24)
-    maps = (rng.standard_normal((24, 17, 56, 56)) * 4).astype(np.float32)
-    _compare_keypoints(maps, rois, fma)
-
-
-def test_heatmaps_to_keypoints_smooth(fma: bool) -> None:
-    rng = np.random.default_rng(1)
-    rois = random_rois(rng, 24)
-    maps = gaussian_filter(rng.standard_normal((24, 17, 56, 56)), (0, 0, 3, 3)).astype(np.float32) * 10
-    _compare_keypoints(maps, rois, fma)
-
-
-def test_heatmaps_to_keypoints_peaked(fma: bool) -> None:
+def peaked_maps(rng: np.random.Generator, n: int) -> np.ndarray:
     """One Gaussian bump per keypoint, like a trained model's heatmaps, with a flat background."""
-    rng = np.random.default_rng(2)
-    n = 12
-    rois = random_rois(rng, n)
     yy, xx = np.mgrid[0:56, 0:56]
     centres = rng.uniform(0, 55, (n, 17, 2))
-    maps = 8 * np.exp(
-        -((xx - centres[..., 0, None, None]) ** 2 + (yy - centres[..., 1, None, None]) ** 2) / 8.0
-    )
-    _compare_keypoints((maps - 2).astype(np.float32), rois, fma)
+    maps = 8 * np.exp(-((xx - centres[..., 0, None, None]) ** 2 + (yy - centres[..., 1, None, None]) ** 2) / 8.0)
+    return (maps - 2).astype(np.float32)
 
 
-def test_heatmaps_to_keypoints_empty() -> None:
+def flat_maps(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Near-ties everywhere: the first maximum must win, as torch's argmax."""
+    return (1.0 + 1e-7 * rng.standard_normal((n, 17, 56, 56))).astype(np.float32)
+
+
+# -- keypoint decoding ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make_maps", [noisy_maps, smooth_maps, peaked_maps, flat_maps])
+def test_heatmaps_to_keypoints_is_torchvisions(make_maps) -> None:
+    rng = np.random.default_rng(0)
+    rois = random_rois(rng, 12)
+    maps = make_maps(rng, 12)
+    ours = heatmaps_to_keypoints(maps, rois)
+    assert ours.shape == (12, 17, 3) and ours.dtype == np.float32
+    np.testing.assert_array_equal(ours, torchvision_keypoints(maps, rois))
+
+
+def test_keypoints_from_heatmaps_stays_on_the_tensors_device() -> None:
+    rng = np.random.default_rng(1)
+    rois = random_rois(rng, 5)
+    maps = peaked_maps(rng, 5)
+    out = keypoints_from_heatmaps(torch.from_numpy(maps), torch.from_numpy(rois).double())
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.shape == (5, 17, 3)
+    assert out.device == torch.device("cpu")
+    np.testing.assert_array_equal(out.numpy(), torchvision_keypoints(maps, rois))
+
+
+def test_heatmaps_to_keypoints_read_only_and_empty() -> None:
+    rng = np.random.default_rng(2)
+    rois = random_rois(rng, 3)
+    maps = noisy_maps(rng, 3)
+    maps.flags.writeable = False
+    rois.flags.writeable = False
+    np.testing.assert_array_equal(heatmaps_to_keypoints(maps, rois), torchvision_keypoints(maps.copy(), rois.copy()))
     out = heatmaps_to_keypoints(np.zeros((0, 17, 56, 56), np.float32), np.zeros((0, 4), np.float32))
     assert out.shape == (0, 17, 3) and out.dtype == np.float32
 
@@ -177,7 +132,7 @@ def test_paste_masks_matches_torchvision() -> None:
 # -- postprocess ------------------------------------------------------------------------
 
 
-def test_postprocess_rescales_like_torchvision(fma: bool) -> None:
+def test_postprocess_rescales_like_torchvision() -> None:
     rng = np.random.default_rng(4)
     n = 6
     input_size, image_size = (800, 1066), (480, 640)
@@ -193,7 +148,7 @@ def test_postprocess_rescales_like_torchvision(fma: bool) -> None:
         input_size=input_size,
         image_size=image_size,
     )
-    inst = postprocess(raw, score_thresh=0.3, fma=fma)
+    inst = postprocess(raw, score_thresh=0.3)
     keep = scores > 0.3  # torchvision's comparison: strictly greater
     assert len(inst) == 3 and inst.image_size == image_size
     tv_boxes = transform.resize_boxes(torch.from_numpy(boxes[keep]), list(input_size), list(image_size))
@@ -202,8 +157,8 @@ def test_postprocess_rescales_like_torchvision(fma: bool) -> None:
         torch.from_numpy(maps[keep]), torch.from_numpy(boxes[keep])
     )
     tv_kps = transform.resize_keypoints(xy, list(input_size), list(image_size)).numpy()
-    np.testing.assert_allclose(inst.keypoints[..., :2], tv_kps[..., :2], atol=1e-3, rtol=0)
-    np.testing.assert_allclose(inst.keypoints[..., 2], kp_scores.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(inst.keypoints[..., :2], tv_kps[..., :2])
+    np.testing.assert_array_equal(inst.keypoints[..., 2], kp_scores.numpy())
     np.testing.assert_array_equal(inst.masks, raw.mask_probs[keep])
     np.testing.assert_array_equal(inst.labels, np.arange(1, n + 1)[keep])
     assert (inst.track_ids == -1).all()
@@ -222,6 +177,32 @@ def test_postprocess_without_masks_or_keypoints() -> None:
     )
     inst = postprocess(raw)
     assert len(inst) == 0 and inst.masks is None and inst.keypoints.shape == (0, 17, 3)
+
+
+def test_postprocess_of_decoded_keypoints_equals_heatmaps() -> None:
+    """A backend that decodes on its device (raw.keypoints) gives what decoding the heatmaps gives."""
+    rng = np.random.default_rng(6)
+    n = 5
+    boxes = random_rois(rng, n)
+    maps = peaked_maps(rng, n)
+    common = {
+        "boxes": boxes,
+        "scores": np.array([0.9, 0.2, 0.8, 0.6, 0.4], np.float32),
+        "labels": np.array([1, 3, 1, 1, 2]),
+        "mask_probs": None,
+        "input_size": (600, 800),
+        "image_size": (480, 640),
+    }
+    from_maps = postprocess(RawDetections(keypoint_heatmaps=maps, **common), score_thresh=0.3, keypoint_labels=(1,))
+    decoded = RawDetections(keypoint_heatmaps=None, keypoints=heatmaps_to_keypoints(maps, boxes), **common)
+    from_kps = postprocess(decoded, score_thresh=0.3, keypoint_labels=(1,))
+    np.testing.assert_array_equal(from_kps.keypoints, from_maps.keypoints)
+    assert np.isnan(from_kps.keypoints[from_kps.labels != 1]).all()
+    assert np.isfinite(from_kps.keypoints[from_kps.labels == 1]).all()
+    with pytest.raises(ValueError, match="not both"):
+        RawDetections(keypoint_heatmaps=maps, keypoints=decoded.keypoints, **common)
+    with pytest.raises(ValueError, match=r"keypoints must be \(N=5, K, 3\)"):
+        RawDetections(keypoint_heatmaps=None, keypoints=np.zeros((5, 17, 2)), **common)
 
 
 def test_resize_boxes_float32_ratio() -> None:
