@@ -1,26 +1,25 @@
-"""Backend benchmark: torchvision eager vs our torch graph vs ONNX Runtime (ort flavour), one run.
+"""Backend benchmark: the torch backend (our graph, eager) vs ONNX Runtime (ort flavour), one run.
 
 Usage::
 
     python benchmarks/backends_cpu.py [VIDEO] [--frames 4] [--rounds 3] [--sizes 800 480]
 
-For each ``--sizes`` min size, the three backends run the same decoded frames with the
+For each ``--sizes`` min size, the two backends run the same decoded frames with the
 same seeded random weights (``maskrcnn_resnet50_fpn``), ``score_thresh`` 0 and 20
 detections per image, so every backend runs its mask head on exactly 20 RoIs:
 
-* ``torchvision eager``: :class:`~streamseg.backends.torch_backend.TorchBackend`
-  (torchvision's own modules, as ``model(images)``);
-* ``our torch graph``: :class:`~streamseg.backends.graph_backend.TorchGraphBackend`
-  (:class:`~streamseg.models.graph.MaskRCNNGraph`, eager torch);
+* ``torch (graph, eager)``: :class:`~streamseg.backends.torch_backend.TorchBackend`
+  (:class:`~streamseg.models.graph.MaskRCNNGraph` run eagerly over torchvision's own
+  modules; its outputs equal torchvision's ``model(images)``, tests/test_parity.py);
 * ``onnxruntime (ort)``: :class:`~streamseg.backends.onnxruntime_backend.OnnxRuntimeBackend`
   (the exported ort flavour, tuned CPU session).
 
 Each round times every backend on every frame (``infer``: preprocess, model and the
-shared numpy postprocess), alternating backends frame by frame, so drifts in the
-shared machine's speed hit all of them alike; the table gives the median ms per frame
-over all rounds and the speed-up over torchvision eager. Before timing, the outputs of
-every backend on the first frame are compared with torchvision's (same labels, boxes
-within 0.05 px, scores within 1e-3), so the speed is at equal outputs.
+shared postprocess), alternating backends frame by frame, so drifts in the shared
+machine's speed hit all of them alike; the table gives the median ms per frame over
+all rounds and the speed-up over the torch backend. Before timing, the outputs of
+every backend on the first frame are compared with the torch backend's (same labels,
+boxes within 0.05 px, scores within 1e-3), so the speed is at equal outputs.
 """
 
 from __future__ import annotations
@@ -79,7 +78,6 @@ def main() -> int:
     import torch
 
     os.environ.setdefault("STREAMSEG_CACHE", tempfile.mkdtemp(prefix="streamseg-bench-"))
-    from streamseg.backends.graph_backend import TorchGraphBackend
     from streamseg.backends.onnxruntime_backend import OnnxRuntimeBackend
     from streamseg.backends.torch_backend import TorchBackend
 
@@ -90,8 +88,7 @@ def main() -> int:
     for min_size in args.sizes:
         common = {"weights": "random", "score_thresh": 0.0, "min_size": min_size, "detections_per_img": 20}
         backends = {
-            "torchvision eager": TorchBackend(MODEL, **common),
-            "our torch graph": TorchGraphBackend(MODEL, **common),
+            "torch (graph, eager)": TorchBackend(MODEL, **common),
             "onnxruntime (ort)": OnnxRuntimeBackend(MODEL, **common),
         }
         reference = None
@@ -106,12 +103,12 @@ def main() -> int:
                     t0 = time.perf_counter()
                     backend.infer(frame)
                     times[name].append((time.perf_counter() - t0) * 1e3)
-        base = statistics.median(times["torchvision eager"])
+        base = statistics.median(times["torch (graph, eager)"])
         for name, samples in times.items():
             med = statistics.median(samples)
             rows.append((min_size, name, med, base / med))
 
-    print("\n| min size | backend | ms per frame (median) | speed-up vs torchvision eager |")
+    print("\n| min size | backend | ms per frame (median) | speed-up vs torch |")
     print("|---|---|---|---|")
     for min_size, name, med, speedup in rows:
         print(f"| {min_size} | {name} | {med:.0f} | {speedup:.2f}x |")

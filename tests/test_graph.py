@@ -2,7 +2,7 @@
 
 Three paths run :class:`~streamseg.models.graph.MaskRCNNGraph` and must give
 torchvision's ``model([image])`` detections (issue 6): eager torch
-(:class:`TorchGraphBackend`), the ``ort`` flavour under ONNX Runtime, and the ``trt``
+(:class:`~streamseg.backends.torch_backend.TorchBackend`), the ``ort`` flavour under ONNX Runtime, and the ``trt``
 flavour (the graph TensorRT parses) under ONNX Runtime with our RoIAlign as a Python
 custom op. Same weights (seeded random with ``score_thresh`` 0, and the bundled demo
 model), three COCO images of one size (so each flavour is exported once): same labels,
@@ -20,9 +20,8 @@ import onnx
 import pytest
 import torch
 
-from streamseg.backends.graph_backend import TorchGraphBackend
 from streamseg.backends.onnxruntime_backend import OnnxRuntimeBackend
-from streamseg.backends.torch_backend import max_size_for
+from streamseg.backends.torch_backend import TorchBackend, max_size_for
 from streamseg.errors import ConfigError, WeightsError
 from streamseg.export import check_onnx_metadata, export_onnx, read_onnx_metadata
 from streamseg.models.graph import network_size_for, parse_size, preprocess
@@ -150,11 +149,11 @@ demo_only = pytest.mark.skipif(not DEMO_WEIGHTS.is_file(), reason=f"bundled demo
 
 @needs_images
 @demo_only
-@pytest.mark.parametrize("path", ["torch-graph", "ort", "trt"])
+@pytest.mark.parametrize("path", ["torch", "ort", "trt"])
 def test_demo_model_graph_matches_torchvision(path: str) -> None:
     common = {"score_thresh": 0.0, "min_size": 240}
-    if path == "torch-graph":
-        backend = TorchGraphBackend("demo", **common)
+    if path == "torch":
+        backend = TorchBackend("demo", **common)
     else:
         backend = OnnxRuntimeBackend("demo", flavour=path, **common)
     check_backend(backend, "demo", 240, None)
@@ -167,7 +166,7 @@ def test_demo_model_graph_matches_torchvision(path: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [MASK, KEYPOINT])
 def test_random_weights_torch_graph_matches_torchvision(name: str) -> None:
-    check_backend(TorchGraphBackend(name, weights="random", score_thresh=0.0), name, 800, "random")
+    check_backend(TorchBackend(name, weights="random", score_thresh=0.0), name, 800, "random")
 
 
 @needs_images
@@ -245,7 +244,7 @@ def test_onnx_file_of_another_model_version_is_refused(tmp_path: Path) -> None:
 def test_explicit_onnx_file_runs_frames_that_fit(tmp_path: Path) -> None:
     path = export_onnx("demo", size="256x320", flavour="ort", path=tmp_path / "demo.onnx")
     backend = OnnxRuntimeBackend("demo", onnx_path=path, score_thresh=0.3, min_size=240)
-    from streamseg.models.demo import clip_frames
+    from streamseg.datasets.demo_world import clip_frames
 
     frame = next(iter(clip_frames(seed=5, num_frames=1))).image  # 240 x 320: fits 256 x 320
     out, _ = backend.infer(frame)
@@ -271,7 +270,7 @@ def test_cli_run_with_onnxruntime_backend_exports_once_and_caches(tmp_path: Path
     import subprocess
     import sys
 
-    from streamseg.models.demo import write_clip
+    from streamseg.datasets.demo_export import write_clip
 
     clip = write_clip(tmp_path / "clip", seed=11, num_frames=6)["video"]
     env = {**os.environ, "STREAMSEG_CACHE": str(tmp_path / "cache")}

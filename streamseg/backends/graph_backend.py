@@ -1,19 +1,20 @@
-"""What every backend that runs the exported graph shares: preprocessing, sizing, postprocessing.
+"""What every backend shares: sizing, preprocessing, the graph call's outputs, postprocessing.
 
-The ONNX Runtime and TensorRT backends (and the torch graph runner used by the
-benchmark and the tests) all run :class:`~streamseg.models.graph.MaskRCNNGraph`
-in some form. They differ only in how one call of the graph is made; this module
-does the rest the same way for all of them:
+Every backend runs :class:`~streamseg.models.graph.MaskRCNNGraph`: the torch backend
+eagerly on its device (:class:`~streamseg.backends.torch_backend.TorchBackend`),
+ONNX Runtime and TensorRT as exported. They differ only in how the inputs are made
+and how one call of the graph is run; this module does the rest the same way for all:
 
 1. pick the network-input size from the frame size (:func:`network_size_for`, the
    size torchvision would pad the frame to), once per frame size;
-2. :func:`~streamseg.models.graph.preprocess` the frame (resize, normalise, pad);
-3. run the graph (the subclass's :meth:`GraphBackend._run`, which returns the valid
-   detection rows only);
+2. preprocess the frame (:meth:`GraphBackend._inputs`: by default
+   :func:`~streamseg.models.preprocess.preprocess` on the CPU to numpy; the torch
+   backend does the same arithmetic on its device);
+3. run the graph (the subclass's :meth:`GraphBackend._run`, which returns host arrays
+   of the valid detection rows only);
 4. build :class:`~streamseg.postprocess.RawDetections` (:func:`raw_from_outputs`) and
-   call the shared numpy :func:`~streamseg.postprocess.postprocess`, merging a
-   second model's keypoints as :class:`~streamseg.backends.torch_backend.TorchBackend`
-   does.
+   call the shared :func:`~streamseg.postprocess.postprocess`, attaching a second
+   model's keypoints to the persons (:func:`~streamseg.postprocess.merge_keypoints`).
 """
 
 from __future__ import annotations
@@ -24,14 +25,23 @@ from typing import Any
 
 import numpy as np
 
-from streamseg.backends.torch_backend import KEYPOINT_MODEL, max_size_for
 from streamseg.errors import BackendError, ConfigError, StreamsegError
-from streamseg.models.graph import IMAGE_MEAN, IMAGE_STD, network_size_for, preprocess
+from streamseg.models.preprocess import IMAGE_MEAN, IMAGE_STD, max_size_for, network_size_for, preprocess
 from streamseg.models.registry import DEFAULT_MODEL, ModelSpec, get_model_spec
 from streamseg.postprocess import RawDetections, merge_keypoints, postprocess
 from streamseg.types import Instances
 
-__all__ = ["OUTPUT_ROWS", "GraphBackend", "GraphModel", "TorchGraphBackend", "raw_from_outputs", "valid_rows"]
+__all__ = [
+    "KEYPOINT_MODEL",
+    "OUTPUT_ROWS",
+    "GraphBackend",
+    "GraphModel",
+    "raw_from_outputs",
+    "valid_rows",
+]
+
+#: The registry model that adds keypoints to a mask model (``keypoints=True``).
+KEYPOINT_MODEL = "keypointrcnn_resnet50_fpn"
 
 #: Graph outputs with one row per detection (the rest: ``num_detections``).
 OUTPUT_ROWS = ("boxes", "scores", "labels", "mask_probs", "keypoint_heatmaps")
@@ -55,9 +65,10 @@ def raw_from_outputs(
 
     Args:
         outputs: host arrays ``boxes`` (n, 4) float32 xyxy network-input pixels, ``scores`` (n,),
-            ``labels`` (n,) int64, and ``mask_probs`` (n, 28, 28) and/or
-            ``keypoint_heatmaps`` (n, 17, 56, 56) float32 (either may be absent);
-            float16 outputs are widened.
+            ``labels`` (n,) int64, and ``mask_probs`` (n, 28, 28) and/or either
+            ``keypoint_heatmaps`` (n, 17, 56, 56) float32 logits or ``keypoints``
+            (n, 17, 3) float32 already decoded (each may be absent); float16 outputs
+            are widened.
         input_size: (h, w) of the valid resized region, pixels.
         image_size: (H, W) of the original frame, pixels.
 
@@ -78,13 +89,14 @@ def raw_from_outputs(
             keypoint_heatmaps=optional("keypoint_heatmaps"),
             input_size=input_size,
             image_size=image_size,
+            keypoints=optional("keypoints"),
         )
     except (KeyError, ValueError) as exc:
         raise BackendError(f"the model's outputs are not the streamseg graph's: {exc}") from exc
 
 
 class GraphModel:
-    """One exported model (the main one, or the keypoint model added by ``keypoints=True``).
+    """One model a backend runs (the main one, or the keypoint model added by ``keypoints=True``).
 
     Attributes:
         spec: its registry entry.
@@ -99,7 +111,8 @@ class GraphModel:
 class GraphBackend:
     """Base of the backends that run :class:`~streamseg.models.graph.MaskRCNNGraph` (see the module docstring).
 
-    Subclasses implement :meth:`_run` and set :attr:`name` and :attr:`device`.
+    Subclasses implement :meth:`_run` (and may override :meth:`_inputs`) and set
+    :attr:`name` and :attr:`device`.
 
     Args:
         model_name: registry name of the main model.
@@ -169,7 +182,7 @@ class GraphBackend:
 
     def weights_for(self, index: int) -> str | None:
         """Weights argument of model ``index``: the user's for the main one; the keypoint model
-        follows only ``"random"`` (as :class:`~streamseg.backends.torch_backend.TorchBackend`)."""
+        follows only ``"random"`` (otherwise its registry file is looked up)."""
         if index == 0 or self.random_weights:
             return self.weights
         return None
@@ -182,16 +195,51 @@ class GraphBackend:
             self._sizes[image_size] = size
         return size
 
-    def _run(self, index: int, size: tuple[int, int], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run model ``index``'s graph for network size ``size``.
+    def _inputs(self, image: np.ndarray, size: tuple[int, int]) -> tuple[dict[str, Any], tuple[int, int]]:
+        """The graph's inputs for one frame (:data:`~streamseg.models.graph.INPUT_NAMES`).
+
+        Args:
+            image: (H, W, 3) uint8 RGB, already checked.
+            size: (H', W') network-input size, pixels.
 
         Returns:
-            Its outputs by name (:data:`OUTPUT_ROWS`), valid detection rows only.
+            ``(inputs, (h, w))``: ``images`` (1, 3, H', W') float32, ``image_size`` (2,)
+            float32 and ``score_thresh`` (1,) float32, here numpy arrays made on the CPU
+            (:func:`~streamseg.models.preprocess.preprocess`); and (h, w), the resized
+            size in pixels.
+
+        Raises:
+            ConfigError: the resized frame does not fit in ``size``.
+        """
+        images, (h, w) = preprocess(
+            image, size=size, min_size=self.min_size, max_size=self.max_size, image_mean=IMAGE_MEAN, image_std=IMAGE_STD
+        )
+        inputs = {
+            "images": images,
+            "image_size": np.array([h, w], dtype=np.float32),
+            "score_thresh": np.array([self.score_thresh], dtype=np.float32),
+        }
+        return inputs, (h, w)
+
+    def _run(self, index: int, size: tuple[int, int], inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Run model ``index``'s graph for network size ``size`` on :meth:`_inputs`' inputs.
+
+        Returns:
+            Host arrays of its outputs by name (:data:`OUTPUT_ROWS`, or ``keypoints``
+            decoded in place of ``keypoint_heatmaps``), valid detection rows only.
         """
         raise NotImplementedError
 
     def infer_raw(self, image: np.ndarray) -> tuple[list[RawDetections], dict[str, float]]:
         """Run the graph(s) on one image up to :class:`RawDetections` (valid rows only).
+
+        Args:
+            image: (H, W, 3) uint8 RGB.
+
+        Returns:
+            ``([main] or [main, keypoint], timings_ms)`` with ``preprocess`` (:meth:`_inputs`)
+            and ``model`` (:meth:`_run` of every model, including the copy to the host)
+            milliseconds.
 
         Raises:
             BackendError: not an (H, W, 3) uint8 image, or the runtime failed.
@@ -204,14 +252,7 @@ class GraphBackend:
         image_size = (int(image.shape[0]), int(image.shape[1]))
         size = self.network_size(image_size)
         t0 = time.perf_counter()
-        images, (h, w) = preprocess(
-            image, size=size, min_size=self.min_size, max_size=self.max_size, image_mean=IMAGE_MEAN, image_std=IMAGE_STD
-        )
-        inputs = {
-            "images": images,
-            "image_size": np.array([h, w], dtype=np.float32),
-            "score_thresh": np.array([self.score_thresh], dtype=np.float32),
-        }
+        inputs, (h, w) = self._inputs(image, size)
         t1 = time.perf_counter()
         raws = [
             raw_from_outputs(self._run(index, size, inputs), input_size=(h, w), image_size=image_size)
@@ -227,8 +268,10 @@ class GraphBackend:
             image: (H, W, 3) uint8 RGB.
 
         Returns:
-            ``(instances, timings_ms)`` as :meth:`TorchBackend.infer
-            <streamseg.backends.torch_backend.TorchBackend.infer>`.
+            ``(instances, timings_ms)``: instances in ``image`` pixels (masks (N, 28, 28)
+            in the box frame; keypoints (N, 17, 3) for a keypoint model or with
+            ``keypoints=True``, NaN rows for non-persons), and ``preprocess``, ``model``
+            (:meth:`infer_raw`) and ``postprocess`` milliseconds.
 
         Raises:
             BackendError: not an (H, W, 3) uint8 image, or the runtime failed on it.
@@ -245,48 +288,3 @@ class GraphBackend:
             instances = merge_keypoints(instances, postprocess(raws[1], score_thresh=self.score_thresh))
         timings["postprocess"] = (time.perf_counter() - t0) * 1e3
         return instances, timings
-
-
-class TorchGraphBackend(GraphBackend):
-    """:class:`~streamseg.models.graph.MaskRCNNGraph` run eagerly by torch on the CPU.
-
-    The reference for the exported flavours (same graph, no export) and the "our torch
-    graph" row of the ONNX Runtime benchmark. Takes :class:`GraphBackend`'s arguments.
-    """
-
-    name = "torch-graph"
-
-    def __init__(self, model_name: str = DEFAULT_MODEL, **kwargs: Any) -> None:
-        super().__init__(model_name, **kwargs)
-        from streamseg.models.weights import load_model
-
-        self._torch_models = [
-            load_model(
-                m.spec,
-                self.weights_for(i),
-                seed=self.seed,
-                allow_download=self.allow_download,
-                detections_per_img=self.detections_per_img,
-            )[0]
-            for i, m in enumerate(self.models)
-        ]
-        self._graphs: dict[tuple[int, tuple[int, int]], Any] = {}
-
-    def graph(self, index: int, size: tuple[int, int]) -> Any:
-        """The :class:`~streamseg.models.graph.MaskRCNNGraph` of model ``index`` at ``size`` (built once)."""
-        from streamseg.models.graph import MaskRCNNGraph
-
-        key = (index, size)
-        if key not in self._graphs:
-            self._graphs[key] = MaskRCNNGraph(
-                self._torch_models[index], size=size, detections_per_img=self.detections_per_img
-            ).eval()
-        return self._graphs[key]
-
-    def _run(self, index: int, size: tuple[int, int], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        graph = self.graph(index, size)
-        with torch.inference_mode():
-            outs = graph(*(torch.from_numpy(inputs[k]) for k in ("images", "image_size", "score_thresh")))
-        return {name: t.numpy() for name, t in zip(graph.output_names, outs, strict=True)}

@@ -1,7 +1,7 @@
 """The TensorRT backend: a serialized engine of the export-friendly graph, run on a CUDA stream.
 
 Per frame: the frame is preprocessed as torchvision's ``GeneralizedRCNNTransform``
-(``streamseg.models.graph.preprocess``: resize, normalise, zero-pad to the
+(``streamseg.models.preprocess.preprocess``: resize, normalise, zero-pad to the
 engine's H x W), copied into the engine's input buffers (torch CUDA tensors, no
 pycuda), the engine runs with ``IExecutionContext.execute_async_v3`` on a torch
 CUDA stream, and only the first ``num_detections`` rows of each output are copied
@@ -9,7 +9,7 @@ back. The rows become :class:`~streamseg.postprocess.RawDetections` and go throu
 the same :func:`~streamseg.postprocess.postprocess` as every other backend.
 
 An engine has a fixed input size. The size is the frame's resized size rounded up
-to multiples of 32 (``streamseg.models.graph.network_size_for``, the padding
+to multiples of 32 (``streamseg.models.preprocess.network_size_for``, the padding
 torchvision itself applies), so the backend builds (or finds in the engine cache)
 the engine on the first frame of each new size, with a progress message; pass
 ``size`` to build at construction instead.

@@ -1,41 +1,50 @@
-"""The torch backend: torchvision's Mask R-CNN / Keypoint R-CNN, run piece by piece.
+"""The torch backend: the inference graph run eagerly by torch, on the CPU or a CUDA GPU.
 
-It runs the same modules as ``model([image])`` in torchvision's own order
-(``GeneralizedRCNN.forward``: transform, backbone, rpn, roi_heads), but stops the
-ROI heads at their raw outputs (:class:`~streamseg.postprocess.RawDetections`:
-boxes in resized pixels, 28 x 28 mask probabilities, keypoint heatmaps) and leaves
-the rest to the numpy :func:`~streamseg.postprocess.postprocess` that every
-backend shares. No full-frame mask is ever made.
+:class:`TorchBackend` is a :class:`~streamseg.backends.graph_backend.GraphBackend` whose
+graph call is :class:`~streamseg.models.graph.MaskRCNNGraph` itself, run eagerly on the
+backend's device over the torchvision model's own modules (the same graph the ONNX
+Runtime and TensorRT backends run exported, so it is also their reference). Eagerly,
+the graph is torchvision's ``model([image])`` step by step (``GeneralizedRCNN.forward``,
+``RegionProposalNetwork.filter_proposals``, ``RoIHeads.postprocess_detections``) with
+torchvision's own NMS and RoIAlign kernels. Per frame:
+
+1. the uint8 frame is copied to the device and preprocessed there
+   (:func:`~streamseg.models.preprocess.preprocess_tensor`, the arithmetic of
+   ``GeneralizedRCNNTransform``);
+2. the graph for the frame's network size runs (built once per size: its anchors);
+3. keypoint heatmaps are decoded on the device by torchvision's
+   ``heatmaps_to_keypoints`` (:func:`~streamseg.postprocess.keypoints_from_heatmaps`);
+4. only boxes, scores, labels, 28 x 28 mask probabilities and decoded keypoints are
+   copied to the host, as :class:`~streamseg.postprocess.RawDetections`, and go through
+   the :func:`~streamseg.postprocess.postprocess` every backend shares. No full-frame
+   mask is ever made.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
+from streamseg.backends.graph_backend import KEYPOINT_MODEL, GraphBackend
 from streamseg.errors import BackendError, ConfigError
-from streamseg.models.registry import DEFAULT_MODEL, ModelSpec, get_model_spec
-from streamseg.models.weights import RANDOM, load_model
-from streamseg.postprocess import RawDetections, merge_keypoints, postprocess
-from streamseg.types import Instances
+from streamseg.models.graph import INPUT_NAMES, MaskRCNNGraph
+from streamseg.models.preprocess import IMAGE_MEAN, IMAGE_STD, SIZE_DIVISIBLE, max_size_for, preprocess_tensor
+from streamseg.models.registry import DEFAULT_MODEL
+from streamseg.models.weights import load_model
+from streamseg.postprocess import keypoints_from_heatmaps
 
 __all__ = ["KEYPOINT_MODEL", "TorchBackend", "max_size_for"]
 
-#: The registry model that adds keypoints to a mask model (``keypoints=True``).
-KEYPOINT_MODEL = "keypointrcnn_resnet50_fpn"
-
-
-def max_size_for(min_size: int) -> int:
-    """Longest resized side for a shorter side of ``min_size`` pixels: torchvision's 800:1333 ratio."""
-    return round(min_size * 1333 / 800)
-
 
 def _resolve_device(device: str) -> torch.device:
-    """Parse and check a device string ("cpu", "cuda", "cuda:1")."""
+    """Parse and check a device string ("cpu", "cuda", "cuda:1").
+
+    Raises:
+        ConfigError: not a device string.
+        BackendError: CUDA requested but not available, or another device type.
+    """
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
@@ -55,24 +64,47 @@ def _resolve_device(device: str) -> torch.device:
     return dev
 
 
-def _same_transform(a: Any, b: Any) -> bool:
-    """Whether two ``GeneralizedRCNNTransform`` produce the same tensors for the same image."""
+def _check_transform(model: Any, name: str) -> None:
+    """The graph's preprocessing is this model's ``GeneralizedRCNNTransform`` (mean, std, padding).
 
-    def key(t: Any) -> tuple[Any, ...]:
-        return (
-            tuple(t.min_size),
-            t.max_size,
-            tuple(t.image_mean),
-            tuple(t.image_std),
-            t.size_divisible,
-            t.fixed_size,
+    Raises:
+        ConfigError: the model normalises or pads differently (no registry model does).
+    """
+    t = model.transform
+    same = (
+        tuple(t.image_mean) == IMAGE_MEAN
+        and tuple(t.image_std) == IMAGE_STD
+        and t.size_divisible == SIZE_DIVISIBLE
+        and t.fixed_size is None
+    )
+    if not same:
+        raise ConfigError(
+            f"model {name} preprocesses differently from the streamseg graph (mean {t.image_mean}, "
+            f"std {t.image_std}, size_divisible {t.size_divisible}, fixed_size {t.fixed_size})"
         )
 
-    return key(a) == key(b)
 
-
-class TorchBackend:
+class TorchBackend(GraphBackend):
     """Mask R-CNN / Keypoint R-CNN with torch and torchvision, on CPU or CUDA.
+
+    Args:
+        model_name: registry name (see ``streamseg.models.registry.MODELS``).
+        weights: weights file for the main model, ``"random"`` for seeded random
+            weights (every model), or None to look the registry file up
+            (``$STREAMSEG_WEIGHTS``, hub cache, download).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        score_thresh: minimum score, applied as torchvision's ``box_score_thresh``
+            (``score > score_thresh``, before NMS), in [0, 1].
+        min_size: shorter side of the network input in pixels; the longest side is
+            capped at ``round(min_size * 1333 / 800)`` (torchvision's 800 / 1333).
+        keypoints: with a mask model, also run Keypoint R-CNN and attach its keypoints
+            to the person instances (:func:`~streamseg.postprocess.merge_keypoints`).
+            Its weights follow ``weights`` only for ``"random"``; otherwise they are
+            looked up from the registry.
+        seed: torch seed for random weights.
+        allow_download: allow downloading missing registry weights.
+        detections_per_img: at most this many detections per image and model, the
+            most confident (torchvision's ``box_detections_per_img``, default 100).
 
     Attributes:
         name: ``"torch"``.
@@ -81,11 +113,16 @@ class TorchBackend:
         random_weights: True when any model runs seeded random weights.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
         spec: registry entry of the main model.
-        model: the torchvision model (eval mode).
+        model: the torchvision model (eval mode, on ``device``) whose modules the graph runs.
         keypoint_model: the Keypoint R-CNN added by ``keypoints=True``, or None.
         score_thresh: minimum detection score (exclusive), torchvision's ``box_score_thresh``.
         min_size: shorter side of the network input, pixels.
         max_size: longest side of the network input, pixels.
+
+    Raises:
+        ConfigError: unknown model, invalid device string, threshold or size.
+        BackendError: CUDA requested but unavailable.
+        WeightsError: weights missing, corrupt, or of another architecture.
     """
 
     name = "torch"
@@ -103,208 +140,91 @@ class TorchBackend:
         allow_download: bool = True,
         detections_per_img: int = 100,
     ) -> None:
-        """Build the model(s) and load the weights.
-
-        Args:
-            model_name: registry name (see ``streamseg.models.registry.MODELS``).
-            weights: weights file for the main model, ``"random"`` for seeded random
-                weights (every model), or None to look the registry file up
-                (``$STREAMSEG_WEIGHTS``, hub cache, download).
-            device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-            score_thresh: minimum score, applied as torchvision's ``box_score_thresh``
-                (``score > score_thresh``, before NMS), in [0, 1].
-            min_size: shorter side of the network input in pixels; the longest side is
-                capped at ``round(min_size * 1333 / 800)`` (torchvision's 800 / 1333).
-            keypoints: with a mask model, also run Keypoint R-CNN and attach its keypoints
-                to the person instances (:func:`~streamseg.postprocess.merge_keypoints`).
-                Its weights follow ``weights`` only for ``"random"``; otherwise they are
-                looked up from the registry.
-            seed: torch seed for random weights.
-            allow_download: allow downloading missing registry weights.
-            detections_per_img: at most this many detections per image and model, the
-                most confident (torchvision's ``box_detections_per_img``, default 100).
-
-        Raises:
-            ConfigError: unknown model, invalid device string, threshold or size.
-            BackendError: CUDA requested but unavailable.
-            WeightsError: weights missing, corrupt, or of another architecture.
-        """
-        spec = get_model_spec(model_name)
-        if not 0.0 <= float(score_thresh) <= 1.0:
-            raise ConfigError(f"score_thresh must be in [0, 1], got {score_thresh}")
-        if int(min_size) < 32:
-            raise ConfigError(f"min_size must be at least 32 pixels, got {min_size}")
-        if int(detections_per_img) < 1:
-            raise ConfigError(f"detections_per_img must be at least 1, got {detections_per_img}")
-        dev = _resolve_device(device)
-        self.spec: ModelSpec = spec
-        self.model_name = spec.name
-        self.categories: Sequence[str] = spec.categories
-        self._keypoint_labels = tuple(i for i, name in enumerate(spec.categories) if name == "person")
-        self.device = str(dev)
-        self.score_thresh = float(score_thresh)
-        self.min_size = int(min_size)
-        self.max_size = max_size_for(self.min_size)
-        self._dev = dev
+        super().__init__(
+            model_name,
+            score_thresh=score_thresh,
+            min_size=min_size,
+            keypoints=keypoints,
+            detections_per_img=detections_per_img,
+            weights=weights,
+            seed=seed,
+            allow_download=allow_download,
+        )
+        self._dev = _resolve_device(device)
+        self.device = str(self._dev)
         common = {
             "device": self.device,
-            "seed": seed,
+            "seed": self.seed,
             "box_score_thresh": self.score_thresh,
             "min_size": self.min_size,
             "max_size": self.max_size,
-            "allow_download": allow_download,
-            "detections_per_img": int(detections_per_img),
+            "allow_download": self.allow_download,
+            "detections_per_img": self.detections_per_img,
         }
-        self.model, self.random_weights = load_model(spec, weights, **common)
+        kp_weights = self.weights_for(1)
+        self.model, self.random_weights = load_model(self.spec, weights, **common)
         self.keypoint_model: torch.nn.Module | None = None
-        if keypoints and not spec.has_keypoints:
-            kp_weights = RANDOM if weights is not None and str(weights).strip().lower() == RANDOM else None
-            self.keypoint_model, kp_random = load_model(get_model_spec(KEYPOINT_MODEL), kp_weights, **common)
+        if len(self.models) > 1:
+            self.keypoint_model, kp_random = load_model(self.models[1].spec, kp_weights, **common)
             self.random_weights = self.random_weights or kp_random
-        self._share_transform = self.keypoint_model is not None and _same_transform(
-            self.model.transform, self.keypoint_model.transform
-        )
+        self._torch_models = [self.model] if self.keypoint_model is None else [self.model, self.keypoint_model]
+        for m, torch_model in zip(self.models, self._torch_models, strict=True):
+            _check_transform(torch_model, m.spec.name)
+        self._graphs: dict[tuple[int, tuple[int, int]], MaskRCNNGraph] = {}
 
-    def __repr__(self) -> str:
-        extra = f" + {KEYPOINT_MODEL}" if self.keypoint_model is not None else ""
-        random = ", RANDOM weights" if self.random_weights else ""
-        return (
-            f"TorchBackend({self.model_name}{extra}, device={self.device}, min_size={self.min_size}, "
-            f"score_thresh={self.score_thresh}{random})"
-        )
+    def graph(self, index: int, size: tuple[int, int]) -> MaskRCNNGraph:
+        """The :class:`~streamseg.models.graph.MaskRCNNGraph` of model ``index`` at network size ``size``.
 
-    # -- pieces -------------------------------------------------------------------------
+        Built on first use for each size (it computes the anchors once, with one
+        backbone pass on a blank input) and kept; graphs share the model's modules.
+        """
+        key = (index, size)
+        graph = self._graphs.get(key)
+        if graph is None:
+            with torch.no_grad():
+                graph = MaskRCNNGraph(
+                    self._torch_models[index], size=size, detections_per_img=self.detections_per_img
+                ).eval()
+            self._graphs[key] = graph
+        return graph
 
     def _sync(self) -> None:
+        """Wait for the device's queued work (CUDA), so that the timings are the work's."""
         if self._dev.type == "cuda":
             torch.cuda.synchronize(self._dev)
 
-    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 RGB -> (3, H, W) float32 in [0, 1] on the device (``to_tensor``'s x / 255)."""
-        if (
-            not isinstance(image, np.ndarray)
-            or image.ndim != 3
-            or image.shape[2] != 3
-            or image.dtype != np.uint8
-        ):
-            shape = getattr(image, "shape", None)
-            dtype = getattr(image, "dtype", type(image).__name__)
-            raise BackendError(f"expected an (H, W, 3) uint8 RGB image, got shape {shape} dtype {dtype}")
+    def _inputs(self, image: np.ndarray, size: tuple[int, int]) -> tuple[dict[str, Any], tuple[int, int]]:
+        """The graph's inputs as tensors on the device: the uint8 frame is copied, then preprocessed there.
+
+        Returns:
+            ``(inputs, (h, w))``: ``images`` (1, 3, H', W') float32, ``image_size`` (2,)
+            float32, ``score_thresh`` (1,) float32, all on the device; (h, w) pixels.
+        """
         array = image if image.flags.writeable and image.flags.c_contiguous else np.array(image, order="C")
-        tensor = torch.from_numpy(array).to(self._dev, non_blocking=True)
-        return tensor.permute(2, 0, 1).to(torch.float32).div(255)
-
-    @staticmethod
-    def _detect(model: Any, images: Any) -> dict[str, torch.Tensor | None]:
-        """Backbone, RPN and ROI heads of one torchvision model up to the raw head outputs.
-
-        Mirrors ``GeneralizedRCNN.forward`` and ``RoIHeads.forward`` (eval branch), but
-        returns the label channel's mask probabilities (``maskrcnn_inference``) and the
-        keypoint logits (input of ``keypointrcnn_inference``) instead of decoding them.
-        """
-        features = model.backbone(images.tensors)
-        proposals, _ = model.rpn(images, features)
-        heads = model.roi_heads
-        sizes = images.image_sizes
-        box_features = heads.box_head(heads.box_roi_pool(features, proposals, sizes))
-        class_logits, box_regression = heads.box_predictor(box_features)
-        boxes, scores, labels = heads.postprocess_detections(class_logits, box_regression, proposals, sizes)
-        out: dict[str, torch.Tensor | None] = {
-            "boxes": boxes[0],
-            "scores": scores[0],
-            "labels": labels[0],
-            "mask_probs": None,
-            "keypoint_heatmaps": None,
-        }
-        if heads.has_mask():
-            mask_logits = heads.mask_predictor(heads.mask_head(heads.mask_roi_pool(features, boxes, sizes)))
-            index = torch.arange(mask_logits.shape[0], device=mask_logits.device)
-            out["mask_probs"] = mask_logits.sigmoid()[index, labels[0]]  # sigmoid first, as torchvision
-        if heads.has_keypoint():
-            kp_features = heads.keypoint_head(heads.keypoint_roi_pool(features, boxes, sizes))
-            out["keypoint_heatmaps"] = heads.keypoint_predictor(kp_features)
-        return out
-
-    @staticmethod
-    def _raw(
-        out: dict[str, torch.Tensor | None], input_size: Any, image_size: tuple[int, int]
-    ) -> RawDetections:
-        def host(t: torch.Tensor | None) -> np.ndarray | None:
-            return None if t is None else t.detach().to("cpu").numpy()
-
-        return RawDetections(
-            boxes=host(out["boxes"]),
-            scores=host(out["scores"]),
-            labels=host(out["labels"]),
-            mask_probs=host(out["mask_probs"]),
-            keypoint_heatmaps=host(out["keypoint_heatmaps"]),
-            input_size=(int(input_size[0]), int(input_size[1])),
-            image_size=image_size,
-        )
-
-    # -- Backend protocol ---------------------------------------------------------------
-
-    def infer_raw(self, image: np.ndarray) -> tuple[list[RawDetections], dict[str, float]]:
-        """Run the model(s) on one image up to the raw head outputs.
-
-        Args:
-            image: (H, W, 3) uint8 RGB.
-
-        Returns:
-            ``([main] or [main, keypoint], timings_ms)`` with ``preprocess`` and ``model``
-            milliseconds.
-
-        Raises:
-            BackendError: not an (H, W, 3) uint8 image.
-        """
-        image_size = (int(image.shape[0]), int(image.shape[1])) if hasattr(image, "shape") else (0, 0)
-        t0 = time.perf_counter()
         with torch.inference_mode():
-            x = self._to_tensor(image)
-            images, _ = self.model.transform([x])
-            kp_images = None
-            if self.keypoint_model is not None:
-                kp_images = images if self._share_transform else self.keypoint_model.transform([x])[0]
-            self._sync()
-            t1 = time.perf_counter()
-            outputs = [self._detect(self.model, images)]
-            if self.keypoint_model is not None:
-                outputs.append(self._detect(self.keypoint_model, kp_images))
-            raws = [self._raw(outputs[0], images.image_sizes[0], image_size)]
-            if kp_images is not None:
-                raws.append(self._raw(outputs[1], kp_images.image_sizes[0], image_size))
-            t2 = time.perf_counter()
-        return raws, {"preprocess": (t1 - t0) * 1e3, "model": (t2 - t1) * 1e3}
+            frame = torch.from_numpy(array).to(self._dev, non_blocking=True)
+            images, (h, w) = preprocess_tensor(frame, size=size, min_size=self.min_size, max_size=self.max_size)
+            inputs = {
+                "images": images,
+                "image_size": torch.tensor([h, w], dtype=torch.float32, device=self._dev),
+                "score_thresh": torch.tensor([self.score_thresh], dtype=torch.float32, device=self._dev),
+            }
+        self._sync()
+        return inputs, (h, w)
 
-    def infer(self, image: np.ndarray) -> tuple[Instances, dict[str, float]]:
-        """Detect instances in one image.
-
-        Args:
-            image: (H, W, 3) uint8 RGB.
+    def _run(self, index: int, size: tuple[int, int], inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Run the graph eagerly, decode keypoints on the device, copy the rows to the host.
 
         Returns:
-            ``(instances, timings_ms)``: instances in ``image`` pixels (masks (N, 28, 28)
-            in the box frame; keypoints (N, 17, 3) for a keypoint model or with
-            ``keypoints=True``, NaN rows for non-persons), and ``preprocess`` (uint8 to
-            float tensor, resize, normalize), ``model`` (backbone to heads, both models,
-            device to host copy) and ``postprocess`` (numpy) milliseconds.
-
-        Raises:
-            BackendError: not an (H, W, 3) uint8 image, or torch failed on it.
+            Host arrays ``boxes``, ``scores``, ``labels``, and ``mask_probs`` and / or
+            ``keypoints`` (N, K, 3) (``keypoint_heatmaps`` decoded by
+            :func:`~streamseg.postprocess.keypoints_from_heatmaps`).
         """
-        try:
-            raws, timings = self.infer_raw(image)
-        except BackendError:
-            raise
-        except (RuntimeError, ValueError) as exc:
-            raise BackendError(
-                f"torch backend failed on a {getattr(image, 'shape', '?')} image: {exc}"
-            ) from exc
-        t0 = time.perf_counter()
-        # Keypoints only for persons: a model with both heads predicts them for every class.
-        persons = self._keypoint_labels
-        instances = postprocess(raws[0], score_thresh=self.score_thresh, keypoint_labels=persons)
-        if len(raws) > 1:
-            instances = merge_keypoints(instances, postprocess(raws[1], score_thresh=self.score_thresh))
-        timings["postprocess"] = (time.perf_counter() - t0) * 1e3
-        return instances, timings
+        graph = self.graph(index, size)
+        with torch.inference_mode():
+            outputs = dict(zip(graph.output_names, graph(*(inputs[k] for k in INPUT_NAMES)), strict=True))
+            del outputs["num_detections"]  # dynamic shapes: every row is valid
+            heatmaps = outputs.pop("keypoint_heatmaps", None)
+            if heatmaps is not None:
+                outputs["keypoints"] = keypoints_from_heatmaps(heatmaps, outputs["boxes"])
+            return {name: t.to("cpu").numpy() for name, t in outputs.items()}
