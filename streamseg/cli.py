@@ -22,7 +22,6 @@ from streamseg.options import add_model_options, add_tracking_options, model_con
 if TYPE_CHECKING:
     from streamseg.config import ModelConfig, OutputConfig, StreamSettings
     from streamseg.core import RunSummary
-    from streamseg.render import RenderOptions
 
 __all__ = ["COMMANDS_GROUP", "main", "build_parser"]
 
@@ -159,7 +158,6 @@ def _run(
     outputs: OutputConfig,
     max_frames: int | None = None,
     progress: bool = True,
-    render_options: RenderOptions | None = None,
 ) -> RunSummary:
     """Run one source through the core with the typed config; print what was written."""
     from streamseg.backends import create_backend
@@ -177,7 +175,6 @@ def _run(
         outputs=file_outputs(outputs, categories=backend.categories, fps=info.fps),
         fps=float(info.fps) if info.fps else None,
         random_weights=backend.random_weights,
-        render_options=render_options,
     )
     pipeline = Pipeline(source, backend, processor=processor, progress=progress)
     try:
@@ -242,10 +239,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _run(
         str(clip["video"]),
         model=model,
-        settings=StreamSettings(score_thresh=0.05, tracker=TrackerConfig(fps=float(clip["fps"]))),
+        settings=StreamSettings(
+            score_thresh=0.05,
+            tracker=TrackerConfig(fps=float(clip["fps"])),
+            render=RenderOptions(score_thresh=model.spec.score_thresh),
+        ),
         outputs=OutputConfig(video=annotated, jsonl=jsonl, mot=mot),
         progress=not args.no_progress,
-        render_options=RenderOptions(score_thresh=model.spec.score_thresh),
     )
     stats = evaluate_coco(jsonl, clip["coco"])
     print(format_summary(stats))

@@ -20,9 +20,21 @@ import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from streamseg.errors import ConfigError
+from streamseg.render import RenderOptions
 from streamseg.tracking import TrackerConfig
 
 __all__ = [
@@ -45,9 +57,9 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class _Config(BaseModel):
-    """Frozen, no unknown keys, no silent coercion of strings into numbers."""
+    """Frozen, no unknown keys; scalar fields are Strict* (no ``"60"`` for a number, no ``1`` for a bool)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
 
 def resolve_device(device: str, *, backend: str = "torch") -> str:
@@ -101,18 +113,18 @@ class ModelConfig(_Config):
             back frame by frame (:mod:`streamseg.backends.replay`).
     """
 
-    name: str = "maskrcnn_resnet50_fpn"
-    weights: str | None = None
-    backend: str = "torch"
-    device: str = "auto"
-    min_size: int | None = Field(default=None, ge=32)
-    max_detections: int = Field(default=100, ge=1)
-    keypoints: bool = False
-    seed: int = 0
-    score_floor: float = Field(default=MODEL_SCORE_FLOOR, ge=0.0, le=1.0)
-    onnx: str | None = None
+    name: StrictStr = "maskrcnn_resnet50_fpn"
+    weights: StrictStr | None = None
+    backend: StrictStr = "torch"
+    device: StrictStr = "auto"
+    min_size: StrictInt | None = Field(default=None, ge=32)
+    max_detections: StrictInt = Field(default=100, ge=1)
+    keypoints: StrictBool = False
+    seed: StrictInt = 0
+    score_floor: StrictFloat = Field(default=MODEL_SCORE_FLOOR, ge=0.0, le=1.0)
+    onnx: StrictStr | None = None
     precision: Literal["fp32", "fp16", "int8"] = "fp16"
-    replay: str | None = None
+    replay: StrictStr | None = None
 
     @field_validator("name")
     @classmethod
@@ -190,33 +202,21 @@ class StreamSettings(_Config):
         detect_every: run the model on every K-th frame; the tracker predicts the boxes
             in between (needs ``track``).
         track: give instances track IDs (ByteTrack-style tracker).
-        tracker: the tracker's settings (:class:`~streamseg.tracking.TrackerConfig`).
+        tracker: the tracker's settings (:class:`~streamseg.tracking.TrackerConfig`; a
+            table of its fields in TOML).
+        render: what the annotated video shows (:class:`~streamseg.render.RenderOptions`;
+            ``render.score_thresh`` may draw fewer instances than are written).
         trails: draw a short trail of each track's box centre (needs ``track``).
         hud: draw the fps / latency heads-up display on the annotated video.
     """
 
-    score_thresh: float | None = Field(default=None, ge=0.0, le=1.0)
-    detect_every: int = Field(default=1, ge=1)
-    track: bool = True
+    score_thresh: StrictFloat | None = Field(default=None, ge=0.0, le=1.0)
+    detect_every: StrictInt = Field(default=1, ge=1)
+    track: StrictBool = True
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
-    trails: bool = False
-    hud: bool = True
-
-    @field_validator("tracker", mode="before")
-    @classmethod
-    def _tracker(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            import dataclasses
-
-            known = {f.name for f in dataclasses.fields(TrackerConfig)}
-            unknown = sorted(set(value) - known)
-            if unknown:
-                raise ValueError(f"unknown key {unknown[0]!r} (allowed: {', '.join(sorted(known))})")
-            try:
-                return TrackerConfig(**value)
-            except (ConfigError, TypeError) as exc:
-                raise ValueError(str(exc)) from None
-        return value
+    render: RenderOptions = Field(default_factory=RenderOptions)
+    trails: StrictBool = False
+    hud: StrictBool = True
 
     @model_validator(mode="after")
     def _needs_tracking(self) -> StreamSettings:
@@ -267,14 +267,24 @@ def _path(where: str, loc: tuple[Any, ...]) -> str:
     return text or "config"
 
 
-def validated(model: type[M], data: Any, *, where: str = "", strict: bool = False) -> M:
+def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at ``loc`` (a model's fields, or a nested dataclass field's)."""
+    import dataclasses
+
+    if not loc:
+        return list(model.model_fields)
+    field = model.model_fields.get(str(loc[0]))
+    kind = getattr(field, "annotation", None)
+    return [f.name for f in dataclasses.fields(kind)] if dataclasses.is_dataclass(kind) else []
+
+
+def validated(model: type[M], data: Any, *, where: str = "") -> M:
     """Build ``model`` from ``data`` (a mapping), turning pydantic's errors into one ConfigError.
 
     Args:
         model: a config class of this module (or any pydantic model).
         data: its fields as a mapping.
         where: the key path of ``data`` for the message, e.g. ``"[model]"`` or ``"streams[1] 'door'"``.
-        strict: no coercion (a TOML string ``"60"`` is not a number, ``1`` is not a bool).
 
     Returns:
         The validated, frozen config.
@@ -288,13 +298,15 @@ def validated(model: type[M], data: Any, *, where: str = "", strict: bool = Fals
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a table, got {type(data).__name__}")
     try:
-        return model.model_validate(data, strict=strict)
+        return model.model_validate(data)
+    except ConfigError as exc:  # a nested dataclass's own range check (TrackerConfig.__post_init__)
+        raise ConfigError(f"{where or 'config'}: {exc}") from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             loc, kind = tuple(err["loc"]), err["type"]
-            if kind == "extra_forbidden":
-                allowed = f" (allowed: {', '.join(model.model_fields)})" if len(loc) == 1 else ""
+            if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+                allowed = f" (allowed: {', '.join(_field_names(model, loc[:-1]))})" if len(loc) <= 2 else ""
                 problems.append(f"{_path(where, loc[:-1])}: unknown key {loc[-1]!r}{allowed}")
             elif kind == "missing":
                 problems.append(f"{_path(where, loc[:-1])}: missing field {loc[-1]!r}")

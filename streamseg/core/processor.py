@@ -119,7 +119,7 @@ class StreamProcessor:
             random_weights: the backend runs random weights.
             live: the source is live.
             title: first HUD line.
-            render_options: what the annotated frame shows.
+            render_options: what the annotated frame shows (default: ``settings.render``).
         """
         import dataclasses
 
@@ -136,7 +136,7 @@ class StreamProcessor:
             tracker=tracker,
             detect_every=settings.detect_every,
             trails=settings.trails,
-            render_options=render_options,
+            render_options=render_options or settings.render,
             hud=settings.hud,
             title=title,
             random_weights=random_weights,

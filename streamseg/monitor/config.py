@@ -57,7 +57,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
 
 from streamseg.config import ModelConfig, StreamSettings, _Config, validated
 from streamseg.errors import ConfigError
@@ -69,10 +69,10 @@ __all__ = ["MonitorConfig", "MonitorSettings", "RuleConfig", "StreamConfig", "lo
 class MonitorSettings(_Config):
     """The ``[monitor]`` table: where outputs go, health lines, run length."""
 
-    output_dir: str = "monitor-out"
-    health_interval_s: float = Field(default=10.0, gt=0)
-    duration_s: float = Field(default=0.0, ge=0)
-    events: str = "events.jsonl"
+    output_dir: StrictStr = "monitor-out"
+    health_interval_s: StrictFloat = Field(default=10.0, gt=0)
+    duration_s: StrictFloat = Field(default=0.0, ge=0)
+    events: StrictStr = "events.jsonl"
 
 
 class StreamConfig(StreamSettings):
@@ -82,20 +82,20 @@ class StreamConfig(StreamSettings):
     ``trails``, ``hud``) are :class:`~streamseg.config.StreamSettings`'.
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    url: str
+    name: StrictStr = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    url: StrictStr
     transport: Literal["tcp", "udp"] = "tcp"
-    queue_size: int = Field(default=1, ge=1, le=8)
-    open_timeout_s: float = Field(default=5.0, gt=0)
-    read_timeout_s: float = Field(default=5.0, gt=0)
-    reconnect_initial_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
-    max_attempts: int = Field(default=0, ge=0)
-    fail_fast: bool = False
-    video: bool = True
-    segment_s: float = Field(default=300.0, gt=0)
-    jsonl: bool = True
-    mot: bool = False
+    queue_size: StrictInt = Field(default=1, ge=1, le=8)
+    open_timeout_s: StrictFloat = Field(default=5.0, gt=0)
+    read_timeout_s: StrictFloat = Field(default=5.0, gt=0)
+    reconnect_initial_s: StrictFloat = Field(default=0.5, gt=0)
+    reconnect_max_s: StrictFloat = Field(default=30.0, gt=0)
+    max_attempts: StrictInt = Field(default=0, ge=0)
+    fail_fast: StrictBool = False
+    video: StrictBool = True
+    segment_s: StrictFloat = Field(default=300.0, gt=0)
+    jsonl: StrictBool = True
+    mot: StrictBool = False
 
     @model_validator(mode="after")
     def _backoff(self) -> StreamConfig:
@@ -112,11 +112,11 @@ class StreamConfig(StreamSettings):
 class RuleConfig(_Config):
     """An event rule: ``count`` (>= min_count of class for duration_s) or ``new_track`` (of class)."""
 
-    name: str
+    name: StrictStr
     kind: Literal["count", "new_track"]
-    class_name: str = Field(alias="class")
-    min_count: int = Field(default=1, ge=1)
-    duration_s: float = Field(default=0.0, ge=0)
+    class_name: StrictStr = Field(alias="class")
+    min_count: StrictInt = Field(default=1, ge=1)
+    duration_s: StrictFloat = Field(default=0.0, ge=0)
     streams: list[str] | None = None
 
 
@@ -155,13 +155,13 @@ def parse_config(data: dict[str, Any], *, base_dir: Path = Path(".")) -> Monitor
         ConfigError: an unknown key, a missing field, a wrong type or value; the
             message names the table and the key (``streams[2] 'back': missing field 'url'``).
     """
-    top = validated(_File, data, where="config", strict=True)
-    mon = validated(MonitorSettings, top.monitor, where="[monitor]", strict=True)
-    model = validated(ModelConfig, top.model, where="[model]", strict=True)
+    top = validated(_File, data, where="config")
+    mon = validated(MonitorSettings, top.monitor, where="[monitor]")
+    model = validated(ModelConfig, top.model, where="[model]")
     if not top.streams:
         raise ConfigError("config: 'streams' is empty: give at least one [[streams]] table")
     streams = tuple(
-        validated(StreamConfig, t, where=_named(t, "streams", i), strict=True) for i, t in enumerate(top.streams)
+        validated(StreamConfig, t, where=_named(t, "streams", i)) for i, t in enumerate(top.streams)
     )
     names = [s.name for s in streams]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -172,7 +172,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path = Path(".")) -> Monitor
         where = _named(t, "rules", i)
         if isinstance(t, dict) and t.get("kind") == "new_track" and ({"min_count", "duration_s"} & set(t)):
             raise ConfigError(f"{where}: 'min_count' and 'duration_s' apply to kind 'count' only")
-        rule = validated(RuleConfig, t, where=where, strict=True)
+        rule = validated(RuleConfig, t, where=where)
         unknown = [s for s in rule.streams or () if s not in names]
         if unknown:
             raise ConfigError(f"{where}: 'streams' names unknown stream(s): {unknown}")
