@@ -111,3 +111,17 @@ def test_monitor_file_stream_writes_what_run_writes(tmp_path: Path) -> None:
     assert (tmp_path / "mon" / "clip" / "clip.txt").read_text() == run_mot.read_text()
     with av.open(str(next((tmp_path / "mon" / "clip").glob("clip-*.mp4")))) as c:
         assert sum(1 for _ in c.decode(video=0)) == 12
+
+
+def test_monitor_takes_the_backend_from_its_model_table(video: Path, tmp_path: Path) -> None:
+    """``[model] backend = "replay"`` in a monitor: the same walk, through the monitor, keeps its ID too."""
+    from streamseg.monitor import Monitor, parse_config
+
+    recording = _recording(tmp_path / "rec.jsonl", cut_before_tracker=False)
+    doc = {"monitor": {"output_dir": str(tmp_path / "mon")},
+           "model": {"name": "demo", "backend": "replay", "replay": str(recording)},
+           "streams": [{"name": "walk", "url": str(video), "video": False}]}
+    final = Monitor(parse_config(doc)).run()
+    assert final[0].frames == FRAMES, final[0].line()
+    lines = [json.loads(line) for line in (tmp_path / "mon" / "walk" / "walk.jsonl").read_text().splitlines()]
+    assert [[i["track_id"] for i in r["instances"]] for r in lines] == [[] if t in DIP else [1] for t in range(FRAMES)]
