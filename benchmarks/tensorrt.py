@@ -60,7 +60,7 @@ def bench_torch(model: str, size: tuple[int, int], frames: int, warmup: int) -> 
 
 
 def bench_tensorrt(model: str, size: tuple[int, int], precision: str, calib: str | None, frames: int, warmup: int) -> dict[str, float]:
-    from streamseg.backends.tensorrt_backend import TensorRTBackend
+    from streamseg_engines.tensorrt_backend import TensorRTBackend
 
     backend = TensorRTBackend(model, device="cuda", precision=precision, min_size=size[0], size=size,
                               calib=calib, allow_download=False)

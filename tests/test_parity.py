@@ -1,4 +1,4 @@
-"""Acceptance: TorchBackend (model pieces + numpy postprocess) equals torchvision's own ``model([img])``.
+"""Acceptance: TorchBackend (our graph run eagerly, shared postprocess) equals torchvision's own ``model([img])``.
 
 Both sides run the same seeded random weights with ``box_score_thresh = 0`` on real
 COCO images, so every one of the 100 detections per image is compared: boxes,
@@ -18,7 +18,6 @@ import pytest
 import torch
 from torchvision.transforms.functional import to_tensor
 
-from streamseg.backends import Backend, create_backend
 from streamseg.backends.torch_backend import TorchBackend, max_size_for
 from streamseg.errors import BackendError, ConfigError
 from streamseg.models.registry import get_model_spec
@@ -216,13 +215,6 @@ def test_mask_plus_keypoints(images: dict[str, np.ndarray], keypoint_pair: Any) 
 # -- construction -----------------------------------------------------------------------
 
 
-def test_create_backend_names() -> None:
-    with pytest.raises(ConfigError, match="unknown backend 'nope'"):
-        create_backend("nope")
-    with pytest.raises(ConfigError, match="unknown model"):
-        create_backend("onnxruntime", model_name="yolo")
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_cuda_without_cuda() -> None:
     with pytest.raises(BackendError, match=r"CUDA requested .* torch.cuda.is_available\(\) is False"):
@@ -236,14 +228,3 @@ def test_bad_arguments() -> None:
         TorchBackend(weights="random", score_thresh=1.5)
     with pytest.raises(ConfigError, match="invalid device"):
         TorchBackend(weights="random", device="gpu0")
-
-
-def test_protocol_and_bad_image() -> None:
-    backend = create_backend("torch", model_name=KEYPOINT, weights="random", min_size=64)
-    assert isinstance(backend, Backend)
-    assert backend.name == "torch" and backend.model_name == KEYPOINT and backend.random_weights
-    assert tuple(backend.categories) == ("__background__", "person") and backend.device == "cpu"
-    with pytest.raises(BackendError, match=r"\(H, W, 3\) uint8"):
-        backend.infer(np.zeros((32, 32), np.uint8))
-    instances, _ = backend.infer(np.zeros((48, 64, 3), np.uint8))
-    assert instances.image_size == (48, 64) and instances.masks is None

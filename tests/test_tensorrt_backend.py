@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamseg.backends import tensorrt_backend as tb
+from streamseg_engines import tensorrt_backend as tb
 from streamseg.errors import BackendError, ConfigError
 from streamseg.postprocess import RawDetections, postprocess
 from streamseg_engines.build import RuntimeFacts

@@ -157,7 +157,7 @@ def test_no_tensorrt_import_anywhere():
     code = (
         "import sys\n"
         "import streamseg, streamseg.cli, streamseg.backends, streamseg.doctor\n"
-        "import streamseg.backends.torch_backend, streamseg.backends.tensorrt_backend\n"
+        "import streamseg.backends.torch_backend, streamseg_engines.tensorrt_backend\n"
         "import streamseg_engines, streamseg_engines.cli, streamseg_engines.build, streamseg_engines.builder\n"
         "import streamseg_engines.cache, streamseg_engines.onnx_prep, streamseg_engines.precision\n"
         "import streamseg_plugins.trt_plugin\n"

@@ -14,7 +14,9 @@ torchvision itself applies), so the backend builds (or finds in the engine cache
 the engine on the first frame of each new size, with a progress message; pass
 ``size`` to build at construction instead.
 
-TensorRT is imported when the backend is created, never at module import.
+TensorRT is imported when the backend is created, never at module import. The
+backend reaches streamseg through the ``streamseg.backends`` entry point
+(:func:`create_backend`): the library never imports this package.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import logging
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,7 +33,10 @@ from streamseg.backends.graph_backend import OUTPUT_ROWS, GraphBackend, raw_from
 from streamseg.errors import BackendError, ConfigError, EngineError
 from streamseg.models.registry import DEFAULT_MODEL
 
-__all__ = ["OUTPUT_ROWS", "TensorRTBackend", "TensorRTEngine", "raw_from_outputs", "valid_rows"]
+if TYPE_CHECKING:
+    from streamseg.config import ModelConfig
+
+__all__ = ["OUTPUT_ROWS", "TensorRTBackend", "TensorRTEngine", "create_backend", "raw_from_outputs", "valid_rows"]
 
 log = logging.getLogger("streamseg.tensorrt")
 
@@ -346,3 +351,15 @@ def _check_runtime(device_index: int) -> Any:
     except PluginRegistrationError as exc:
         raise BackendError(f"backend tensorrt cannot run here: the RoIAlign plugin is not registered: {exc}") from exc
     return facts
+
+
+def create_backend(config: ModelConfig) -> TensorRTBackend:
+    """The ``tensorrt`` backend of ``config`` (the ``streamseg.backends`` entry point; ``auto`` is the first GPU).
+
+    Raises:
+        BackendError: TensorRT or a GPU is missing.
+        EngineError: the engine cannot be built or loaded.
+    """
+    from streamseg.backends import graph_backend_kwargs
+
+    return TensorRTBackend(device=config.resolved_device(), precision=config.precision, **graph_backend_kwargs(config))
