@@ -5,13 +5,12 @@ BIN    := $(VENV)/bin
 
 .PHONY: setup demo test test-fast bench clean
 
-# trackeval (MOT Challenge scoring) pins the GUI opencv-python, which clashes with our headless
-# build; its MOT code never imports OpenCV, so it is installed without its dependencies.
+# Installs what a plain `pip install -e ".[dev]"` does, nothing more (.ci/run checks that a plain
+# `pip install .` runs `streamseg demo` to its MOT metrics).
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -m pip install --quiet --no-deps "trackeval==1.3.0"
 	touch $@
 
 setup: $(BIN)/.installed

@@ -1,15 +1,26 @@
 """MOT metrics (HOTA, MOTA, IDF1, ID switches, FP, FN) of MOT Challenge text files.
 
-Every number comes from TrackEval (Luiten et al., "HOTA: A Higher Order Metric for
+The metrics are TrackEval's (Luiten et al., "HOTA: A Higher Order Metric for
 Evaluating Multi-Object Tracking", IJCV 2021; the MOT Challenge's official
-evaluation code), through its PyPI release ``trackeval``: the dataset class
-``MotChallenge2DBox`` reads the files, computes the box IoUs and does the benchmark's
-preprocessing; the metric classes ``HOTA``, ``CLEAR`` (Bernardin and Stiefelhagen
-2008: MOTA, MOTP, ID switches, FP, FN, MT, ML, fragmentations), ``Identity`` (Ristani
-et al. 2016: IDF1) and ``Count`` compute the metrics. This module only finds the
-files, checks them, and lays them out as TrackEval expects; it computes no metric.
-A detection matches a ground-truth box at IoU >= 0.5 (CLEAR, Identity); HOTA
-averages over the thresholds 0.05, 0.10, ..., 0.95.
+evaluation code), computed by ``motrics`` (PyPI), which implements TrackEval's MOT
+Challenge evaluation behind TrackEval's own API (``motrics.compat.trackeval``): the
+dataset class ``MotChallenge2DBox`` reads the files, computes the box IoUs and does
+the benchmark's preprocessing; the metric classes ``HOTA``, ``CLEAR`` (Bernardin and
+Stiefelhagen 2008: MOTA, MOTP, ID switches, FP, FN, MT, ML, fragmentations),
+``Identity`` (Ristani et al. 2016: IDF1) and ``Count`` compute the metrics. This
+module only finds the files, checks them, and lays them out as TrackEval expects; it
+computes no metric. A detection matches a ground-truth box at IoU >= 0.5 (CLEAR,
+Identity); HOTA averages over the thresholds 0.05, 0.10, ..., 0.95.
+
+Why not ``trackeval`` itself: every release of it requires the GUI ``opencv-python``,
+which pip installs beside our ``opencv-python-headless`` into the same ``cv2/``
+folder (the GUI build, linked to Qt5 and libGL, then wins), so a dependency on it
+breaks a plain ``pip install``; motrics needs only numpy. tests/test_eval_mot.py runs
+trackeval 1.3.0 itself on the same files (MOT17 and the demo world) where it is
+installed: every count (TP, FP, FN, IDSW, MT, ML, Frag, IDTP...) and every ratio of
+counts (MOTA, IDF1, IDP, IDR, DetA) is the same float; HOTA, AssA and MOTP, which sum
+IoUs, agree to within 1e-12 (motrics adds them in another order), and every figure
+:func:`format_table` prints is the same.
 
 Inputs:
 
@@ -36,18 +47,14 @@ A sequence's length is the last frame number found in either file: frames after
 the last ground-truth frame can only add false positives. ``seqinfo.ini`` is not
 read (cut sequences such as ``mot17-mini`` keep their full ``seqLength``).
 
-TrackEval is imported when a function needs it. Install it with
-``pip install --no-deps trackeval==1.3.0``: its declared dependency on
-``opencv-python`` would clash with our ``opencv-python-headless``, and none of the
-code used here needs OpenCV, matplotlib or tabulate (the note trackeval prints on
-import when tabulate is missing is silenced).
+Besides :func:`~streamseg.sinks.mot.read_mot`'s checks, IDs must be whole numbers
+>= 0 and unique within a frame of a file (TrackEval's own rule; motrics does not check
+it).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import math
 import tempfile
 from pathlib import Path
@@ -68,10 +75,6 @@ GtFilter = Literal["auto", "mot17", "all"]
 
 #: MOT17 ground-truth class ids (TrackEval ``MotChallenge2DBox.class_name_to_class_id``).
 _MOT17_CLASSES = range(1, 14)
-_INSTALL_HINT = (
-    "install it with: pip install --no-deps trackeval==1.3.0 "
-    "(--no-deps: its opencv-python requirement clashes with opencv-python-headless)"
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,17 +136,13 @@ class MotMetrics:
 
 
 def _import_trackeval() -> ModuleType:
-    """Import trackeval, silencing the note it prints when an optional module is missing.
-
-    (``redirect_stdout`` swaps ``sys.stdout`` process-wide while the import statement runs:
-    a moment on the first call, an instant once the module is in ``sys.modules``.)
-    """
+    """TrackEval's API as motrics implements it (``motrics.compat.trackeval``), imported when needed."""
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            import trackeval
-    except ImportError as e:
+        import motrics.compat.trackeval as trackeval
+    except ImportError as e:  # a dependency of streamseg: only a broken install lacks it
         raise ConfigError(
-            f"MOT evaluation needs the trackeval package, which is missing; {_INSTALL_HINT}"
+            f"MOT evaluation needs the motrics package ({e}); reinstall streamseg, "
+            f"or: pip install 'motrics>=0.3,<0.4'"
         ) from e
     return trackeval
 
@@ -209,6 +208,17 @@ def _check_ids(rows: np.ndarray, path: Path, what: str) -> None:
         )
 
 
+def _repeated_id(rows: np.ndarray) -> str | None:
+    """Where an ID appears twice in one frame (TrackEval's rule, which motrics does not check), or None."""
+    pairs = rows[:, :2]  # (frame, id)
+    unique, counts = np.unique(pairs, axis=0, return_counts=True)
+    if not (counts > 1).any():
+        return None
+    frame, dup = unique[np.argmax(counts > 1)]
+    again = int(np.flatnonzero((pairs == (frame, dup)).all(1))[1]) + 1
+    return f"ID {dup:g} appears more than once in frame {frame:g} (again in row {again})"
+
+
 def _write_rows(path: Path, rows: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="ascii") as f:
@@ -271,7 +281,7 @@ def _metrics(name: str, hota: dict, clear: dict, identity: dict, count: dict) ->
 
 
 def evaluate_mot(pred: str | Path, gt: str | Path, *, gt_filter: GtFilter = "auto") -> dict[str, MotMetrics]:
-    """Score tracking results against ground truth with TrackEval.
+    """Score tracking results against ground truth with TrackEval's metrics (computed by motrics).
 
     Args:
         pred: a MOT results file, or a folder of ``<sequence>.txt`` files.
@@ -286,10 +296,14 @@ def evaluate_mot(pred: str | Path, gt: str | Path, *, gt_filter: GtFilter = "aut
 
     Raises:
         ConfigError: a file or folder is missing, a line is malformed, an ID is
-            negative or repeated within a frame, or trackeval is not installed.
+            negative or repeated within a frame, or motrics is not installed.
     """
     pairs = _find_pairs(Path(pred), Path(gt))
     loaded = [(name, *_load_sequence(p, g, gt_filter)) for name, p, g in pairs]
+    for (_, pred_path, gt_path), (_, gt_rows, pred_rows, _) in zip(pairs, loaded, strict=True):
+        for rows, path, what in ((gt_rows, gt_path, "ground-truth"), (pred_rows, pred_path, "track")):
+            if (where := _repeated_id(rows)) is not None:
+                raise ConfigError(f"MOT evaluation of {pred} against {gt} failed: {path}: {what} {where}")
     trackeval = _import_trackeval()
     metrics = {
         "HOTA": trackeval.metrics.HOTA(),
@@ -324,7 +338,7 @@ def evaluate_mot(pred: str | Path, gt: str | Path, *, gt_filter: GtFilter = "aut
                 raw = dataset.get_raw_seq_data("pred", key)
                 data = dataset.get_preprocessed_seq_data(raw, "pedestrian")
                 per_seq[name] = {m: metric.eval_sequence(data) for m, metric in metrics.items()}
-        except trackeval.utils.TrackEvalException as e:
+        except trackeval.TrackEvalException as e:
             raise ConfigError(
                 f"MOT evaluation of {pred} against {gt} failed: {_real_names(str(e), keys)}"
             ) from e
