@@ -221,10 +221,19 @@ class StreamProcessor:
         self.summary.add(timings, (time.monotonic() - shown.frame.t_capture) * 1000.0)
 
     def _hud_lines(self, result: FrameResult, fps: float) -> list[str]:
-        age_ms = (time.monotonic() - result.frame.t_capture) * 1000.0
+        """The HUD's text: throughput (fps), frame age for live sources only, and model time.
+
+        Frame age (``now - Frame.t_capture``, "latency") is what a live viewer waits for.
+        A file source decodes ahead into its queue, so there the age counts the
+        read-ahead (seconds, not the model's time) and is left out.
+        """
         model_ms = result.timings_ms.get("model")
         lines = [self.title] if self.title else []
-        lines.append(f"{fps:5.1f} fps  latency {age_ms:6.0f} ms")
+        if self.summary.live:
+            age_ms = (time.monotonic() - result.frame.t_capture) * 1000.0
+            lines.append(f"{fps:5.1f} fps  latency {age_ms:6.0f} ms")
+        else:
+            lines.append(f"{fps:5.1f} fps")
         lines.append(f"model {model_ms:.0f} ms" if model_ms is not None else "tracker prediction (model skipped)")
         if self.random_weights:
             lines.append("RANDOM weights")
