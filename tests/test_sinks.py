@@ -129,6 +129,37 @@ def test_odd_size_is_padded_by_edge_replication(tmp_path: Path) -> None:
     assert np.abs(got[273, :641] - image[272]).mean() < 3  # bottom row repeats the edge
 
 
+def test_odd_sized_real_video_follows_the_even_size_rule_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cityCC0.mpg is 720x405: yuv420p H.264 cannot be odd (libx264 refuses it, and SPS
+    cropping is in 2-pixel steps), so the MP4 is 720x406, decodes fully and the writer logs it."""
+    import logging
+
+    from streamseg.sinks.video import encoded_size
+
+    assert encoded_size(720, 405) == (720, 406) and encoded_size(641, 273) == (642, 274)
+    assert encoded_size(1280, 720) == (1280, 720)
+    monkeypatch.setattr("streamseg.sinks.video._reported_odd_sizes", set())  # as in a fresh process
+    caplog.set_level(logging.WARNING, logger="streamseg")
+    source = VideoFileSource(data_path("videos", "cityCC0.mpg"), max_frames=12)
+    out = tmp_path / "city.mp4"
+    with source:
+        info = source.info
+        assert info is not None and (info.width, info.height) == (720, 405)
+        with VideoWriter(out, width=info.width, height=info.height, fps=info.fps) as writer:
+            inputs = [f.image for f in source]
+            for k, image in enumerate(inputs):
+                writer.write(image, k / 25)
+    stream, pts, images = decode(out)
+    assert (stream.width, stream.height) == encoded_size(720, 405)
+    assert len(images) == len(inputs) == 12  # every frame decodes
+    assert all(im.shape == (406, 720, 3) for im in images)
+    assert np.abs(images[5][:405].astype(int) - inputs[5]).mean() < 6  # nothing cropped or shifted
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("720x405" in m and "720x406" in m for m in messages), messages
+
+
 def test_close_after_partial_writing_gives_a_playable_file(tmp_path: Path) -> None:
     out = tmp_path / "partial.mp4"
     writer = VideoWriter(out, width=128, height=96, fps=25)

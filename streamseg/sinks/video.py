@@ -9,6 +9,7 @@ file has downloaded.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -19,7 +20,9 @@ import numpy as np
 
 from streamseg.errors import SinkError
 
-__all__ = ["VideoWriter"]
+__all__ = ["VideoWriter", "encoded_size"]
+
+log = logging.getLogger("streamseg")
 
 #: The MPEG 90 kHz clock: the time base used when it represents 1 / fps exactly.
 _BASE_CLOCK = 90_000
@@ -35,6 +38,36 @@ _RANGE_MPEG = 1
 def _reason(e: Exception) -> str:
     """The human part of an OS or PyAV error (``strerror`` without errno and path)."""
     return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+#: Odd input sizes (width, height) already reported in this process (a monitor opens a
+#: writer per segment: the warning is given once, later writers log it at INFO).
+_reported_odd_sizes: set[tuple[int, int]] = set()
+
+
+def encoded_size(width: int, height: int) -> tuple[int, int]:
+    """The (width, height) of the MP4 written for ``width`` x ``height`` frames, in pixels.
+
+    H.264 4:2:0 (yuv420p, the format browsers play) needs an even width and height:
+    libx264 refuses odd ones, and the SPS frame cropping that could hide a padded
+    pixel counts in steps of 2 pixels in 4:2:0. So an odd width or height is padded by
+    one pixel (the edge repeated; nothing cropped or scaled): 720x405 is written, and
+    decoded by every player, as 720x406. Even sizes are kept.
+    """
+    return width + width % 2, height + height % 2
+
+
+def _report_odd_size(width: int, height: int, path: Path) -> None:
+    out_w, out_h = encoded_size(width, height)
+    level = logging.INFO if (width, height) in _reported_odd_sizes else logging.WARNING
+    _reported_odd_sizes.add((width, height))
+    log.log(
+        level,
+        "%dx%d frames are written as a %dx%d MP4 (%s): H.264 yuv420p needs an even width and "
+        "height, so the last %s is repeated (nothing is cropped or scaled)",
+        width, height, out_w, out_h, path,
+        "row and column" if out_w != width and out_h != height else "column" if out_w != width else "row",
+    )  # fmt: skip
 
 
 def _as_fraction(fps: Fraction | float | int | None) -> Fraction | None:
@@ -58,7 +91,8 @@ class VideoWriter:
     Odd sizes: H.264 4:2:0 needs an even width and height, so an odd width or
     height is padded by one pixel on the right or bottom, replicating the edge
     pixels (nothing is cropped). The output is then (width + width % 2) x
-    (height + height % 2); see :attr:`out_width`, :attr:`out_height`.
+    (height + height % 2), as :func:`encoded_size` gives it (see :attr:`out_width`,
+    :attr:`out_height`), and the writer logs it (a warning the first time a size is seen).
 
     The file is a valid, playable MP4 once :meth:`close` returns (also when it is
     called after a failure part-way through). The file and its header are written
@@ -98,7 +132,7 @@ class VideoWriter:
             raise ValueError(f"width and height must be >= 1, got {width}x{height}")
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
-        self.out_width, self.out_height = self.width + self.width % 2, self.height + self.height % 2
+        self.out_width, self.out_height = encoded_size(self.width, self.height)
         self.fps = _as_fraction(fps)
         self.frames_written = 0
         clock = _BASE_CLOCK if self.fps is None else math.lcm(_BASE_CLOCK, self.fps.numerator)
@@ -131,6 +165,8 @@ class VideoWriter:
         except (av.FFmpegError, OSError) as e:
             self._abort()
             raise SinkError(f"cannot write video {self.path}: {_reason(e)}") from e
+        if (self.out_width, self.out_height) != (self.width, self.height):
+            _report_odd_size(self.width, self.height, self.path)
 
     def _open_encoder(self, codec: str, crf: int, preset: str) -> av.VideoStream:
         """Add the video stream and open its encoder (H.264 High, yuv420p, BT.709 tags)."""
