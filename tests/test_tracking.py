@@ -27,14 +27,6 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IMAGE = (480, 640)
 
 
-def needs_trackeval() -> None:
-    """Skip when trackeval (the MOT metrics) is not installed."""
-    pytest.importorskip(
-        "trackeval",
-        reason="trackeval is not installed (pip install --no-deps trackeval==1.3.0)",
-    )
-
-
 def dets(boxes, scores=None, labels=None, *, masks=None, keypoints=None) -> Instances:
     """Instances of the given xyxy boxes on a 480x640 image (score 0.9, label 1 by default)."""
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
@@ -510,7 +502,6 @@ def test_evaluate_mot_matches_hand_computed_figures(tmp_path: Path) -> None:
       TPA / (TPA + FNA + FPA): 10 TPs of (A, 11) at 10 / 10, 3 of (B, 12) at 3 / 10 and 4
       of (B, 13) at 4 / 10, so 12.5 / 17; HOTA = sqrt(DetA AssA) = sqrt(12.5 / 22).
     """
-    needs_trackeval()
     from streamseg.eval.mot import evaluate_mot
 
     a, b, stray = [10, 10, 40, 80], [300, 10, 40, 80], [150, 300, 40, 80]
@@ -544,7 +535,6 @@ def test_evaluate_mot_matches_hand_computed_figures(tmp_path: Path) -> None:
 
 
 def test_evaluate_mot_counts_an_id_swap(tmp_path: Path) -> None:
-    needs_trackeval()
     from streamseg.eval.mot import evaluate_mot
 
     gt, pred = [], []
@@ -560,7 +550,6 @@ def test_evaluate_mot_counts_an_id_swap(tmp_path: Path) -> None:
 
 
 def test_evaluate_mot_errors(tmp_path: Path) -> None:
-    needs_trackeval()
     from streamseg.eval.mot import evaluate_mot
 
     gt = write_rows(tmp_path / "gt.txt", [[1, 1, 10, 10, 40, 80, 1]])
@@ -597,7 +586,6 @@ def test_evaluate_mot_applies_the_mot17_rule_as_hand_computed(tmp_path: Path) ->
     4 / (4 + 4 + 12) = 0.2, AssA = 1, HOTA = sqrt(0.2). Every row counting instead: 28 GT
     boxes, TP 20 (11, 13, 14, 15, 16), FN 8 (ids 2 and 7), FP 4 (17): MOTA = 1 - 12 / 28.
     """
-    needs_trackeval()
     from streamseg.eval.mot import evaluate_mot
 
     objects = {  # GT id: (class, consider flag, predicted id or None, x shift of the prediction)
@@ -662,7 +650,6 @@ MOT17_PUBLIC_FLOORS = {  # sequence: (HOTA, MOTA, IDF1)
 
 def test_track_mot17_mini_public_detections(tmp_path: Path) -> None:
     """ByteTracker on MOT17's public Faster R-CNN detections, scored against MOT17's own ground truth."""
-    needs_trackeval()
     from streamseg.eval.mot import COMBINED, evaluate_mot, format_table
 
     seqs = mot17_sequences()
@@ -715,7 +702,6 @@ def test_acceptance_noisy_synthetic_tracks(tmp_path: Path) -> None:
     motion; detections with 5% box jitter, 10% dropped, one occlusion gap of up to 10
     frames per object, 10% low scores. Scored over the four sequences together.
     """
-    needs_trackeval()
     from streamseg.eval.mot import COMBINED, evaluate_mot, format_table
 
     gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
@@ -815,7 +801,6 @@ def test_acceptance_noisy_demo_world_ground_truth(tmp_path: Path) -> None:
     0.83, so IDF1 <= 2R / (1 + R) ~ 0.91 even with perfect identities); ByteTrack's
     offline gap filling (``--mot-interpolate 20``) recovers the dropped frames.
     """
-    needs_trackeval()
     from streamseg.eval.mot import COMBINED, evaluate_mot, format_table
 
     gt_dir, online_dir, filled_dir = tmp_path / "gt", tmp_path / "online", tmp_path / "filled"
