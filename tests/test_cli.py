@@ -214,7 +214,6 @@ def test_run_mot_output_scores_above_floors_with_track_eval(tmp_path: Path) -> N
     or the tracker. Copies of the same tracks with the identities swapped half-way, or with every
     box moved aside, score well below the floors: the check can fail.
     """
-    pytest.importorskip("trackeval", reason="trackeval is not installed (pip install --no-deps trackeval)")
     from streamseg.datasets.demo_export import write_clip
     from streamseg.models.demo_model import DEMO_MIN_SIZE
     from streamseg.sinks.mot import read_mot
