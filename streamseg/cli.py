@@ -124,7 +124,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "track-eval",
         help="score MOT txt tracks against ground truth: HOTA, MOTA, IDF1, ID switches, FP, FN",
         description="Score tracking results in MOT Challenge format against ground truth with "
-        "trackeval (the MOT Challenge's own code). PRED and GT are two txt files, or a folder of "
+        "TrackEval's metrics and MOT17 rules (the MOT Challenge's own definitions), computed by motrics "
+        "(figures equal to trackeval 1.3.0's). PRED and GT are two txt files, or a folder of "
         "<sequence>.txt results and a folder in MOT layout (<sequence>/gt/gt.txt).",
     )
     track_eval.add_argument("pred", metavar="PRED", help="MOT txt file or folder of <sequence>.txt")
