@@ -1,15 +1,18 @@
 """The ``streamseg`` command line. The only module that prints errors and chooses exit codes.
 
 Exit codes: 0 success; 1 a streamseg error (one line on stderr: what failed and
-why); 2 a usage error (argparse); 130 interrupted by Ctrl-C (outputs written so
-far are closed and valid).
+why); 2 a usage error (argparse); 130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM,
+129 by SIGHUP (128 + the signal number; the outputs written so far are closed and valid).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -147,6 +150,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     monitor.add_parser(sub)
     export.add_parser(sub)
     doctor.add_parser(sub)
+    for library_command in sub.choices.values():  # before the registered ones (see main())
+        library_command.set_defaults(_library_command=True)
     _add_registered_commands(sub, command)
     return parser
 
@@ -280,6 +285,49 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised in the main thread like Ctrl-C's KeyboardInterrupt.
+
+    A KeyboardInterrupt, so every stage that stops cleanly on Ctrl-C (the core's Runner:
+    ``stop()``, outputs closed) does the same for these signals.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: Signals that end a command as Ctrl-C does (SIGINT itself is Python's KeyboardInterrupt).
+_TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def _signals_as_interrupts():
+    """While inside, SIGTERM and SIGHUP raise :class:`_Terminated` in the main thread.
+
+    Only the first such signal raises: a second one while the outputs are being closed is
+    ignored, so a service manager that repeats SIGTERM does not cut the MP4 short
+    (SIGKILL still ends the process). Outside the main thread nothing is installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised = False
+
+    def handler(signum: int, frame: object) -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise _Terminated(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in _TERMINATING_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def _one_line(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     return " ".join(text.split())
@@ -296,11 +344,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="streamseg: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    # Subcommands of other packages (the Qt window) keep the default signal handling: an
+    # exception raised inside Qt's event loop would abort the process.
     try:
-        return int(args.func(args))
+        with _signals_as_interrupts() if getattr(args, "_library_command", False) else contextlib.nullcontext():
+            return int(args.func(args))
     except StreamsegError as exc:
         print(f"streamseg: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except _Terminated as exc:
+        name = signal.Signals(exc.signum).name
+        print(f"streamseg: stopped by {name}; the outputs written so far are closed and valid", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("streamseg: interrupted; the outputs written so far are closed and valid", file=sys.stderr)
         return 130

@@ -152,7 +152,9 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "invalid choice: 'nope'" in proc.stderr
 
 
-def test_sigint_finishes_outputs_written_so_far(tmp_path: Path) -> None:
+def interrupt_run(tmp_path: Path, sig: signal.Signals) -> tuple[int, str, list[dict], list[av.VideoFrame]]:
+    """Start `streamseg run` on a real video, send ``sig`` once 3 frames are written; return
+    (exit code, stderr, the JSONL records, the decoded MP4 frames)."""
     video = data_path("videos", "vtest.avi")
     out, jsonl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
     proc = subprocess.Popen(
@@ -166,13 +168,29 @@ def test_sigint_finishes_outputs_written_so_far(tmp_path: Path) -> None:
             break
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert "interrupted" in stderr
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    return proc.returncode, stderr, records, decoded_frames(out)
+
+
+def test_sigint_finishes_outputs_written_so_far(tmp_path: Path) -> None:
+    code, stderr, records, frames = interrupt_run(tmp_path, signal.SIGINT)
+    assert code == 130, stderr
+    assert "interrupted" in stderr
     assert len(records) >= 3 and [r["frame"] for r in records] == list(range(len(records)))
-    frames = decoded_frames(out)
+    assert len(frames) == len(records)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_finish_outputs_like_sigint(tmp_path: Path, sig: signal.Signals) -> None:
+    """A service manager's stop (SIGTERM) or a closed terminal (SIGHUP) closes the outputs as Ctrl-C
+    does: a playable MP4 and a complete JSONL, exit 128 + signal number, one line saying why."""
+    code, stderr, records, frames = interrupt_run(tmp_path, sig)
+    assert code == 128 + sig, stderr
+    lines = [line for line in stderr.splitlines() if sig.name in line]
+    assert len(lines) == 1 and "closed and valid" in lines[0], stderr
+    assert len(records) >= 3 and [r["frame"] for r in records] == list(range(len(records)))
     assert len(frames) == len(records)
 
 
