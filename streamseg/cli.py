@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING
 
 from streamseg.argtypes import positive_int
 from streamseg.errors import ConfigError, StreamsegError
-from streamseg.options import add_model_options, add_tracking_options, model_config, stream_settings
+from streamseg.options import (
+    add_live_options,
+    add_model_options,
+    add_tracking_options,
+    live_options,
+    model_config,
+    stream_settings,
+)
 
 if TYPE_CHECKING:
     from streamseg.config import ModelConfig, OutputConfig, StreamSettings
@@ -102,6 +109,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "Default: 0 (the online rows only)",
     )
     add_tracking_options(run)
+    add_live_options(run)
     run.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     run.add_argument("--no-hud", action="store_true", help="do not draw the fps/latency HUD on the video")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -164,15 +172,28 @@ def _run(
     outputs: OutputConfig,
     max_frames: int | None = None,
     progress: bool = True,
+    live: dict[str, float] | None = None,
 ) -> RunSummary:
-    """Run one source through the core with the typed config; print what was written."""
+    """Run one source through the core with the typed config; print what was written.
+
+    ``live``: keyword arguments of a live source (``open_timeout_s``, ``read_timeout_s``);
+    ignored for files and folders. A bad source or an output that cannot be written
+    fails before the model loads.
+    """
     from streamseg.backends import create_backend
     from streamseg.core import Pipeline, StreamProcessor, describe
     from streamseg.sinks import file_outputs
-    from streamseg.sources import open_source
+    from streamseg.sources import LiveSource, open_source
 
     source = open_source(source_uri, max_frames=max_frames)
+    if live and isinstance(source, LiveSource):
+        source = open_source(source_uri, max_frames=max_frames, **live)
     info = source.open()  # fail on a bad source before loading a model
+    try:
+        _check_outputs(outputs)
+    except BaseException:
+        source.stop()
+        raise
     backend = create_backend(model)
     processor = StreamProcessor.from_settings(
         settings,
@@ -218,8 +239,55 @@ def _cmd_run(args: argparse.Namespace) -> int:
         where="outputs",
     )
     _run(args.source, model=model, settings=settings, outputs=outputs, max_frames=args.max_frames,
-         progress=not args.no_progress)
+         progress=not args.no_progress, live=live_options(args))
     return 0
+
+
+#: OutputConfig field -> the flag that names it (for error messages).
+_OUTPUT_FLAGS = {"video": "--out", "jsonl": "--jsonl", "mot": "--mot"}
+
+
+def _check_outputs(outputs: OutputConfig) -> None:
+    """Check that every output file can be written (its folder created, the file opened), before any work.
+
+    Creates the missing folders (the outputs would create them anyway); a file that did not
+    exist is removed again, an existing one is left as it was (opened for appending).
+
+    Raises:
+        ConfigError: two outputs name the same file.
+        SinkError: a path that cannot be written, in one line naming the flag and the path.
+    """
+    from streamseg.errors import SinkError
+
+    seen: dict[Path, str] = {}
+    for field, flag in _OUTPUT_FLAGS.items():
+        path = getattr(outputs, field)
+        if path is None:
+            continue
+        path = Path(path)
+        key = path.resolve()
+        if key in seen:
+            raise ConfigError(f"{seen[key]} and {flag} name the same file {path}")
+        seen[key] = flag
+        where = f"cannot write {flag} {path}"
+        if path.is_dir():
+            raise SinkError(f"{where}: it is a folder")
+        ancestor = next((p for p in path.parents if p.exists()), None)
+        if ancestor is not None and not ancestor.is_dir():
+            raise SinkError(f"{where}: {ancestor} is a file, not a folder")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(f"{where}: cannot create the folder {path.parent} ({exc.strerror or exc})") from None
+        existed = path.exists()
+        try:
+            with open(path, "ab"):
+                pass
+        except OSError as exc:
+            what = "cannot open it" if existed else "cannot create it"
+            raise SinkError(f"{where}: {what} ({exc.strerror or exc})") from None
+        if not existed:
+            path.unlink(missing_ok=True)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

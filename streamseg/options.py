@@ -4,7 +4,9 @@
 tracking options (:func:`add_model_options`, :func:`add_tracking_options`) and turn
 the parsed flags into :class:`~streamseg.config.ModelConfig` and
 :class:`~streamseg.config.StreamSettings` with :func:`model_config` and
-:func:`stream_settings`; validation happens in :mod:`streamseg.config`.
+:func:`stream_settings`; validation happens in :mod:`streamseg.config`. The live-source
+timeouts (:func:`add_live_options`) become keyword arguments of
+:func:`~streamseg.sources.open_source` with :func:`live_options`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from streamseg.argtypes import positive_int, unit_float
+from streamseg.argtypes import positive_float, positive_int, unit_float
 from streamseg.config import MODEL_SCORE_FLOOR, ModelConfig, StreamSettings, validated
 
-__all__ = ["MODEL_FLAGS", "add_model_options", "add_tracking_options", "model_config", "stream_settings"]
+__all__ = [
+    "MODEL_FLAGS",
+    "add_live_options",
+    "add_model_options",
+    "add_tracking_options",
+    "live_options",
+    "model_config",
+    "stream_settings",
+]
 
 #: Flags of :func:`add_model_options` -> :class:`ModelConfig` field.
 MODEL_FLAGS = {
@@ -107,6 +117,21 @@ def add_tracking_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--smooth-keypoints", action="store_true",
                    help="smooth each track's keypoints over time with a One Euro filter (default: off)")
     g.add_argument("--trails", action="store_true", help="draw a short trail of each track's box centre")
+
+
+def add_live_options(p: argparse.ArgumentParser) -> None:
+    """Add ``--open-timeout`` and ``--read-timeout`` (cameras and network streams) to ``p``."""
+    g = p.add_argument_group("live sources (rtsp://, http(s)://, cameras)")
+    g.add_argument("--open-timeout", type=positive_float, default=None, metavar="S",
+                   help="seconds to connect to a camera or stream before reporting an error (default: 5)")
+    g.add_argument("--read-timeout", type=positive_float, default=None, metavar="S",
+                   help="seconds without data before a live stream counts as stalled and reconnects (default: 5)")
+
+
+def live_options(args: argparse.Namespace) -> dict[str, float]:
+    """The live-source keyword arguments (``open_timeout_s``, ``read_timeout_s``) given as flags."""
+    flags = {"open_timeout": "open_timeout_s", "read_timeout": "read_timeout_s"}
+    return {kw: float(getattr(args, f)) for f, kw in flags.items() if getattr(args, f, None) is not None}
 
 
 def model_config(args: argparse.Namespace, **overrides: Any) -> ModelConfig:

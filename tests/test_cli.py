@@ -7,8 +7,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -194,11 +196,109 @@ def test_sigterm_and_sighup_finish_outputs_like_sigint(tmp_path: Path, sig: sign
     assert len(frames) == len(records)
 
 
+#: Logged when the model is built with --weights random: its absence shows no model was loaded.
+MODEL_LOADED = "using seeded RANDOM weights"
+
+
+@pytest.mark.parametrize(
+    ("flag", "where", "why"),
+    [
+        ("--out", "a-file/o.mp4", "a-file is a file, not a folder"),  # its folder would be under a file
+        ("--jsonl", "a-file/sub/o.jsonl", "a-file is a file, not a folder"),
+        ("--mot", "/proc/streamseg-test-tracks.txt", "cannot create it"),  # root cannot create files in /proc
+        ("--jsonl", "/proc/self/streamseg-test/o.jsonl", "cannot create the folder"),
+    ],
+)
+def test_unwritable_output_fails_before_the_model_loads(tmp_path: Path, flag: str, where: str, why: str) -> None:
+    """Every output path is checked before the model loads: one line naming the flag and the path, fast."""
+    (tmp_path / "a-file").write_text("not a folder\n")
+    path = where if where.startswith("/") else str(tmp_path / where)
+    t0 = time.monotonic()
+    # --max-frames: without the check, the run would load the model and process frames first.
+    proc = streamseg("run", str(data_path("videos", "vtest.avi")), *FAST, "--max-frames", "5", flag, path,
+                     timeout=300)  # fmt: skip
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 1, proc.stderr
+    line = error_line(proc)
+    assert f"cannot write {flag} {path}" in line and why in line, line
+    assert MODEL_LOADED not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert elapsed < 20, elapsed  # measured ~1 s; loading the model alone takes longer on 2 cores
+    assert not Path(path).exists()
+
+
+def test_two_outputs_naming_one_file_fail_before_the_model_loads(tmp_path: Path) -> None:
+    """Two outputs naming one file is a usage error found before the model loads."""
+    proc = streamseg("run", str(data_path("videos", "vtest.avi")), *FAST, "--max-frames", "5", "--jsonl",
+                     str(tmp_path / "same.txt"), "--mot", str(tmp_path / "." / "same.txt"), timeout=300)  # fmt: skip
+    assert proc.returncode == 1 and "--jsonl and --mot name the same file" in error_line(proc)
+    assert MODEL_LOADED not in proc.stderr
+
+
+def test_open_timeout_of_a_live_source(tmp_path: Path) -> None:
+    """`run --open-timeout 1.5` on an RTSP server that accepts and never answers: an error within it."""
+    with socket.socket() as silent:  # accepts connections (backlog) and never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"rtsp://127.0.0.1:{silent.getsockname()[1]}/stream"
+        t0 = time.monotonic()
+        proc = streamseg("run", url, *FAST, "--open-timeout", "1.5", "--jsonl", str(tmp_path / "o.jsonl"))
+        elapsed = time.monotonic() - t0
+    assert proc.returncode == 1, proc.stderr
+    assert "no valid answer within the open timeout (1.5 s)" in error_line(proc)
+    assert elapsed < 4.5, elapsed  # the default open timeout alone is 5 s
+    assert MODEL_LOADED not in proc.stderr
+
+
+def test_read_timeout_of_a_live_source(tmp_path: Path) -> None:
+    """`run --read-timeout 1` on a real RTSP stream that stalls (server SIGSTOPped): the stall is
+    noticed within a few seconds, not after the default's ~10 s.
+
+    Measured with RtspSource directly: FFmpeg's RTSP reader gives up after about twice the read
+    timeout (1 s -> ~2 s, 1.5 s -> 3.1 s, 2 s -> 4.1 s, the default 5 s -> 10.1 s).
+    """
+    from tests.rtsp_server import RtspServer, server_unavailable
+
+    reason = server_unavailable()
+    if reason:
+        pytest.skip(reason)
+    jsonl = tmp_path / "o.jsonl"
+    with RtspServer(tmp_path / "rtsp") as server:  # __enter__ starts it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamseg.cli", "-v", "run", server.url, *FAST, "--min-size", "160",
+             "--max-detections", "1", "--read-timeout", "1", "--jsonl", str(jsonl)],
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        lines: list[tuple[float, str]] = []
+        reader = threading.Thread(target=lambda: lines.extend((time.monotonic(), x) for x in proc.stderr), daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + 120
+            while not (jsonl.exists() and len(jsonl.read_text().splitlines()) >= 3):
+                assert time.monotonic() < deadline and proc.poll() is None, "".join(x for _, x in lines)
+                time.sleep(0.1)
+            assert server.proc is not None
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            t_stall = time.monotonic()
+            try:
+                while not any("reconnecting" in x for t, x in lines if t >= t_stall):
+                    assert time.monotonic() - t_stall < 12, "".join(x for _, x in lines)
+                    time.sleep(0.05)
+            finally:
+                os.kill(server.proc.pid, signal.SIGCONT)
+            detected_s = min(t for t, x in lines if t >= t_stall and "reconnecting" in x) - t_stall
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
+            reader.join(10)
+    assert proc.returncode == 130, "".join(x for _, x in lines)
+    assert 0.8 <= detected_s < 6.0, detected_s
+
+
 def test_help_explains_every_option() -> None:
     proc = streamseg("run", "--help")
     assert proc.returncode == 0
     for option in ("--out", "--jsonl", "--model", "--weights", "--keypoints", "--device", "--score-thresh",
-                   "--min-size", "--max-frames", "--max-detections"):  # fmt: skip
+                   "--min-size", "--max-frames", "--max-detections", "--open-timeout", "--read-timeout"):  # fmt: skip
         assert option in proc.stdout
 
 
