@@ -98,3 +98,84 @@ def test_trails_and_predicted_boxes() -> None:
     top_solid = np.any(solid[30, 20:120] != 128, axis=-1).mean()
     top_dashed = np.any(dashed[30, 20:120] != 128, axis=-1).mean()
     assert top_solid > 0.95 and 0.3 < top_dashed < 0.8
+
+
+# -- label placement (issue 13, item 7) ------------------------------------------------------
+
+
+def crowded_scene() -> tuple[np.ndarray, Instances, list[str]]:
+    """A 720p frame with 20 people: a tight crowd in a row, a cluster, and boxes at the
+    top-left under the HUD, at the right, bottom and top edges."""
+    h, w = 720, 1280
+    boxes = [[10, 8, 230, 330]]  # top-left, under the HUD
+    boxes += [[300 + 45 * k, 200 + 6 * (k % 3), 420 + 45 * k, 560] for k in range(10)]  # a row, 45 px apart
+    boxes += [[820 + 30 * k, 90 + 20 * k, 980 + 30 * k, 400] for k in range(5)]  # a cluster
+    boxes += [[1190, 420, 1285, 640], [560, 655, 700, 725], [300, -5, 420, 120]]  # right, bottom, top edges
+    boxes += [[1000, 450, 1150, 700]]
+    n = len(boxes)
+    rng = np.random.default_rng(3)
+    inst = Instances(
+        image_size=(h, w),
+        boxes=np.asarray(boxes, np.float32),
+        scores=rng.permutation(np.linspace(0.5, 0.99, n)).astype(np.float32),
+        labels=np.ones(n, np.int64),
+        masks=np.zeros((n, 28, 28), np.float32),
+        keypoints=None,
+        track_ids=np.arange(10, 10 + n),
+    )
+    return np.full((h, w, 3), 128, np.uint8), inst, ["  25.0 fps", "model 120 ms"]
+
+
+def intersects(a: np.ndarray, b: np.ndarray | tuple[int, ...]) -> bool:
+    return bool(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+
+
+def test_labels_stay_inside_the_frame_and_clear_of_the_hud_and_each_other() -> None:
+    from streamseg.render import hud_rect, label_rects
+
+    image, inst, hud = crowded_scene()
+    assert len(inst) == 20
+    rects = label_rects(inst, categories=COCO_CATEGORIES, hud=hud)
+    hud_box = hud_rect(image.shape[:2], hud)
+    assert rects.shape == (20, 4) and hud_box is not None and hud_box[2] > 100 and hud_box[3] > 40
+    h, w = image.shape[:2]
+    assert (rects[:, 0] >= 0).all() and (rects[:, 1] >= 0).all()
+    assert (rects[:, 2] <= w).all() and (rects[:, 3] <= h).all()
+    assert (rects[:, 2] - rects[:, 0] > 100).all()  # "person 0.93 #12" at 720p
+    assert not [i for i, r in enumerate(rects) if intersects(r, hud_box)]
+    pairs = [(i, j) for i in range(20) for j in range(i + 1, 20) if intersects(rects[i], rects[j])]
+    assert not pairs
+    # render() draws them there: each rectangle is filled with its instance's colour
+    opts = RenderOptions(masks=False, outlines=False, boxes=False, keypoints=False)
+    out = render(image, inst, categories=COCO_CATEGORIES, options=opts, hud=hud)
+    for i, (x1, y1, x2, y2) in enumerate(rects):
+        region = out[y1:y2, x1:x2].reshape(-1, 3)
+        fill = np.all(region == color_for(1, int(inst.track_ids[i])), axis=1).mean()
+        assert fill > 0.5, (i, fill)
+
+
+def test_label_goes_above_the_box_and_inside_its_top_when_that_is_taken() -> None:
+    from streamseg.render import place_labels
+
+    boxes = np.array([[100, 200, 300, 400], [120, 205, 320, 400], [600, 10, 700, 100]], np.float32)
+    rects = place_labels([(150, 30)] * 3, boxes, np.array([0.9, 0.8, 0.7]), (480, 800))
+    assert tuple(rects[0]) == (100, 170, 250, 200)  # above its top-left corner
+    assert tuple(rects[1]) == (120, 205, 270, 235)  # above is taken: inside, at its top
+    assert tuple(rects[2]) == (600, 10, 750, 40)  # no room above (top edge): inside at its top
+    # the higher score chooses first, whatever the order of the boxes
+    swapped = place_labels([(150, 30)] * 2, boxes[:2], np.array([0.8, 0.9]), (480, 800))
+    assert tuple(swapped[1]) == (120, 175, 270, 205)
+    assert tuple(swapped[0]) == (100, 230, 250, 260)  # above and top corners taken: one label lower
+
+
+def test_labels_at_the_frame_edges_and_under_the_hud() -> None:
+    from streamseg.render import place_labels
+
+    boxes = np.array([[5, 5, 200, 300], [750, 300, 810, 470], [100, 460, 300, 500]], np.float32)
+    hud = (0, 0, 160, 60)
+    rects = place_labels([(150, 30)] * 3, boxes, np.array([0.9, 0.8, 0.7]), (480, 800), avoid=[hud])
+    assert not intersects(rects[0], hud) and rects[0][0] >= 0 and rects[0][1] >= 0
+    assert tuple(rects[1]) == (650, 270, 800, 300)  # shifted left into the frame
+    assert tuple(rects[2]) == (100, 430, 250, 460)  # above the box at the bottom edge
+    assert (rects[:, 2] <= 800).all() and (rects[:, 3] <= 480).all()
+    assert place_labels([], np.zeros((0, 4)), np.zeros(0), (480, 800)).shape == (0, 4)
