@@ -194,6 +194,11 @@ def _run(
     except BaseException:
         source.stop()
         raise
+    if model.name == "demo":
+        from streamseg.datasets.demo_export import demo_model_warning
+
+        if warning := demo_model_warning(model.name, source_uri):
+            log.warning(warning)
     backend = create_backend(model)
     processor = StreamProcessor.from_settings(
         settings,

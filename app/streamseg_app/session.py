@@ -405,6 +405,10 @@ class Session:
         source_info = source.open()  # a bad source fails before the model loads, as in the CLI
         if self._stop_requested:
             return "stopped"
+        from streamseg.datasets.demo_export import demo_model_warning
+
+        if warning := demo_model_warning(self.model.name, self.uri):  # the CLI's warning, in the log
+            log.warning(warning)
         self._state("loading model", self.model.describe())
         backend = self._backends.get(self.model)
         if self._stop_requested:

@@ -8,6 +8,11 @@ MOT-challenge ``gt.txt``. :func:`write_dataset` writes a training set (JPEG imag
 one COCO json) from many short clips. :func:`run_demo` is the first step of
 ``streamseg demo``.
 
+Every MP4 written here carries the container tag ``comment`` =
+:data:`DEMO_CLIP_COMMENT` + its description, so :func:`is_demo_clip` knows a demo-world
+clip wherever it is copied, and :func:`demo_model_warning` (``streamseg run``, the window)
+warns when the demo model is run on anything else.
+
 Seeds: training sets use the training stream (:data:`~streamseg.datasets.demo_world.SPLIT_TRAIN`),
 :func:`write_clip` and :func:`write_synthetic_clip` the held-out stream
 (:data:`~streamseg.datasets.demo_world.SPLIT_HELDOUT`), so a held-out clip never
@@ -17,6 +22,7 @@ equals a training clip, whatever the seeds.
 from __future__ import annotations
 
 import json
+import os
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -40,7 +46,10 @@ from streamseg.models.coco import COCO_KEYPOINT_NAMES, COCO_SKELETON
 from streamseg.models.demo_model import DEMO_CATEGORIES
 
 __all__ = [
+    "DEMO_CLIP_COMMENT",
     "coco_categories",
+    "demo_model_warning",
+    "is_demo_clip",
     "run_demo",
     "write_clip",
     "write_dataset",
@@ -48,6 +57,85 @@ __all__ = [
 ]
 
 _K = len(COCO_KEYPOINT_NAMES)
+
+#: Start of the ``comment`` container tag of every clip written here (MP4 ``\xa9cmt``).
+DEMO_CLIP_COMMENT = "streamseg demo world clip"
+
+
+def _tag_demo_clip(path: Path, description: str) -> None:
+    """Remux the MP4 at ``path`` (no re-encoding) with ``comment`` and ``title`` tags marking a demo clip.
+
+    The writer (:class:`~streamseg.sinks.VideoWriter`) writes its header when created, so the
+    tags are added by copying the packets into a new file that replaces the old one.
+    """
+    import av
+
+    tmp = path.with_name(f".{path.name}.tagging.mp4")
+    try:
+        with av.open(str(path)) as src, av.open(
+            str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}
+        ) as dst:
+            dst.metadata["comment"] = f"{DEMO_CLIP_COMMENT}: {description}"
+            dst.metadata["title"] = "streamseg demo world"
+            stream = src.streams.video[0]
+            out = dst.add_stream_from_template(stream)
+            for packet in src.demux(stream):
+                if packet.dts is None:  # the demuxer's flush packet
+                    continue
+                packet.stream = out
+                dst.mux(packet)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def is_demo_clip(uri: str | os.PathLike[str]) -> bool:
+    """Whether ``uri`` is a video file of the demo world (tagged by :func:`write_clip` or
+    :func:`write_synthetic_clip`: container ``comment`` starting with :data:`DEMO_CLIP_COMMENT`).
+
+    False for anything else: other files, folders, URLs, cameras, unreadable files. Reads only
+    the container header (a few milliseconds).
+    """
+    text = str(uri)
+    path = Path(text[len("file://") :] if text.startswith("file://") else text)
+    try:
+        if not path.is_file():
+            return False
+        import av
+
+        with av.open(str(path)) as container:
+            return str(container.metadata.get("comment", "")).startswith(DEMO_CLIP_COMMENT)
+    except Exception:  # noqa: BLE001 - not a readable video: not a demo clip (the source reports it)
+        return False
+
+
+def demo_model_warning(model_name: str, uri: str) -> str | None:
+    """The warning to show when the demo model runs on a source that is not a demo-world clip, or None.
+
+    The demo model was trained only on the synthetic demo world: on real video it finds
+    nonsense with high confidence (a juggling ball as "car 0.99"). ``streamseg run`` and the
+    window call this once per source, after it opened.
+
+    Args:
+        model_name: the registry name of the model about to run.
+        uri: the source (path, URL or camera; credentials never appear in the message).
+
+    Returns:
+        One line naming the source and how to get real weights; None for another model or
+        a demo-world clip.
+    """
+    if model_name != "demo" or is_demo_clip(uri):
+        return None
+    from streamseg.models.registry import DEFAULT_MODEL, MODELS
+    from streamseg.sources import redact_url
+
+    real = MODELS[DEFAULT_MODEL]
+    return (
+        f"the demo model knows only the synthetic demo world (`streamseg demo`), and {redact_url(uri)} "
+        f"is not a demo-world clip: its detections here are meaningless. For real video use a COCO "
+        f"model, e.g. --model {DEFAULT_MODEL} with torchvision's weights ({real.url}); `streamseg models` "
+        f"says where each model's weights are found or where to put them"
+    )
 
 
 def coco_categories() -> list[dict[str, Any]]:
@@ -172,6 +260,7 @@ def write_clip(
                     f"{obj.visibility:.4f}"
                 )
     desc = f"streamseg demo world clip, seed {seed}, split {split}, {num_frames} frames, {w}x{h} @ {fps} fps"
+    _tag_demo_clip(paths["video"], f"seed {seed}, split {split}, {num_frames} frames, {w}x{h} @ {fps} fps")
     paths["coco"].write_text(json.dumps(_coco(images, annotations, desc)))
     paths["mot"].write_text("\n".join(mot_lines) + ("\n" if mot_lines else ""))
     return paths
@@ -268,6 +357,7 @@ def write_synthetic_clip(
     with VideoWriter(path, width=size[1], height=size[0], fps=Fraction(fps)) as writer:
         for k, img in enumerate(synthetic_frames(seed=seed, num_frames=num_frames, size=size)):
             writer.write(img, k / fps)
+    _tag_demo_clip(path, f"seed {seed}, held-out, {num_frames} frames, {size[1]}x{size[0]} @ {fps} fps")
     return path
 
 
