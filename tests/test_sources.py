@@ -218,7 +218,7 @@ def test_truncated_file_delivers_decodable_frames_then_raises(tmp_path: Path) ->
         assert [f.index for f, _ in items] == list(range(len(items)))
         assert error is not None
         assert str(error) == (
-            f"{path}: video is truncated or corrupt after frame {len(items)} "
+            f"{path}: video is truncated or corrupt after {len(items)} frames "
             "(the container declares 247 frames)"
         )
         with pytest.raises(SourceError, match="truncated"):  # the error sticks
@@ -237,7 +237,7 @@ def test_corrupt_packet_raises_after_good_frames(tmp_path: Path) -> None:
         items, error = read_all(source)
     assert 10 < len(items) < 247
     assert error is not None
-    assert str(error).startswith(f"{path}: video is truncated or corrupt after frame {len(items)} (")
+    assert str(error).startswith(f"{path}: video is truncated or corrupt after {len(items)} frames (")
 
 
 def test_mot17_image_folder() -> None:

@@ -31,6 +31,11 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_FPS = 25
 
 
+def _frames_text(n: int) -> str:
+    """``"1 frame"``, ``"92 frames"``: how many frames decoded before a failure (not an index)."""
+    return f"{n} frame" if n == 1 else f"{n} frames"
+
+
 def _av_reason(e: Exception) -> str:
     """The human part of a PyAV error (its ``strerror`` without the errno and path)."""
     return getattr(e, "strerror", None) or str(e) or type(e).__name__
@@ -173,7 +178,7 @@ class VideoFileSource(Source):
                 last_pts_s = pts_s
         except av.FFmpegError as e:
             raise SourceError(
-                f"{self.uri}: video is truncated or corrupt after frame {index} ({_av_reason(e)})"
+                f"{self.uri}: video is truncated or corrupt after {_frames_text(index)} ({_av_reason(e)})"
             ) from e
         self._check_complete(index, last_pts_s, period_s)
 
@@ -181,12 +186,12 @@ class VideoFileSource(Source):
         """Raise SourceError if the stream ended clearly before the container says it should."""
         if decoded == 0:
             raise SourceError(
-                f"{self.uri}: video is truncated or corrupt after frame 0 (no frame could be decoded)"
+                f"{self.uri}: video is truncated or corrupt: no frame could be decoded"
             )
         declared = self._declared_frames()
         if declared and declared - decoded > max(2, 0.02 * declared):
             raise SourceError(
-                f"{self.uri}: video is truncated or corrupt after frame {decoded} "
+                f"{self.uri}: video is truncated or corrupt after {_frames_text(decoded)} "
                 f"(the container declares {declared} frames)"
             )
         duration, end_s = self._stream_duration_s(), None
@@ -199,7 +204,7 @@ class VideoFileSource(Source):
                 end_s += self._stream_start_s()
         if duration and end_s is not None and duration - end_s > max(1.0, 0.05 * duration):
             raise SourceError(
-                f"{self.uri}: video is truncated or corrupt after frame {decoded} "
+                f"{self.uri}: video is truncated or corrupt after {_frames_text(decoded)} "
                 f"(frames end at {end_s:.2f} s, the stream lasts {duration:.2f} s)"
             )
 
