@@ -85,8 +85,14 @@ class ErrorBanner(QFrame):
         return self.label.text()
 
 
+#: Tool tips of the status bar's third field: frame age (live sources) or render time (files).
+_AGE_TIP = "Frame age when painted: now − capture time (ms)"
+_RENDER_TIP = "Time to draw this frame (ms); frame age is shown for live sources (a file decodes ahead)"
+
+
 class StatusPanel:
-    """The status bar fields: fps, model latency, frame age, dropped frames and stream state."""
+    """The status bar fields: fps, model latency, frame age (live) or render time (files), dropped
+    frames and stream state."""
 
     def __init__(self, window: QMainWindow) -> None:
         bar = window.statusBar()
@@ -97,7 +103,7 @@ class StatusPanel:
         self.state = QLabel("idle")
         self.fps.setToolTip("Frames shown per second (last 30 frames)")
         self.model.setToolTip("Model latency of the latest frame the model ran on (ms)")
-        self.age.setToolTip("Frame age when painted: now − capture time (ms)")
+        self.age.setToolTip(_AGE_TIP)
         self.dropped.setToolTip("Frames dropped by the live policy (stream queues) and by the view")
         width = self.fps.fontMetrics().horizontalAdvance("model 00000 ms") + 8
         for label in (self.fps, self.model, self.age, self.dropped):
@@ -124,7 +130,13 @@ class StatusPanel:
         fps = (len(self._shown) - 1) / span if span > 0 else 0.0
         self.fps.setText(f"{fps:.1f} fps")
         self.model.setText("model – ms" if self._model_ms is None else f"model {self._model_ms:.0f} ms")
-        self.age.setText(f"age {(now - frame.result.frame.t_capture) * 1000:.0f} ms")
+        if frame.live:
+            self.age.setText(f"age {(now - frame.result.frame.t_capture) * 1000:.0f} ms")
+        else:  # a file decodes ahead into its queue: its frames' age counts the read-ahead
+            self.age.setText(f"render {frame.render_ms:.0f} ms")
+        tip = _AGE_TIP if frame.live else _RENDER_TIP
+        if self.age.toolTip() != tip:
+            self.age.setToolTip(tip)
         self.dropped.setText(f"dropped {frame.dropped + ui_dropped}")
 
     def set_state(self, state: str, detail: str = "") -> None:
