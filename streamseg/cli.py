@@ -348,13 +348,25 @@ def _cmd_track_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    """Each registry model: its file and hash, its URL, and where its weights are found (nothing is
+    downloaded, hashed or loaded: a found file is verified when a run uses it)."""
     from streamseg.models.registry import DEFAULT_MODEL, MODELS
+    from streamseg.models.weights import ENV_OFFLINE, FOUND_PACKAGE, find_weights, where_to_put
 
     for name, spec in MODELS.items():
         default = " (default)" if name == DEFAULT_MODEL else ""
         print(f"{name}{default}: {spec.description}")
-        print(f"    file {spec.filename}  sha256 {spec.sha256 or spec.sha256_prefix + '...'}")
-        print(f"    url  {spec.url}")
+        print(f"    file  {spec.filename}  sha256 {spec.sha256 or spec.sha256_prefix + '...'}")
+        path, where = find_weights(spec)
+        if spec.url:
+            print(f"    url   {spec.url}")
+        if path is not None:
+            print(f"    found {path} ({where})")
+        elif where == FOUND_PACKAGE:
+            print(f"    MISSING: {spec.filename} should be bundled in the package; reinstall streamseg")
+        else:
+            print(f"    missing: the first run downloads it (unless ${ENV_OFFLINE}=1), or download the url "
+                  f"and {where_to_put(spec)} as {spec.filename}")
     return 0
 
 

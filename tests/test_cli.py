@@ -294,6 +294,34 @@ def test_read_timeout_of_a_live_source(tmp_path: Path) -> None:
     assert 0.8 <= detected_s < 6.0, detected_s
 
 
+def test_models_says_where_each_models_weights_are(tmp_path: Path) -> None:
+    """`streamseg models`: found files with their place, missing ones with where to put them, the demo
+    model as bundled (no empty URL); nothing is downloaded."""
+    from streamseg.models.registry import MODELS
+
+    weights_dir, torch_home = tmp_path / "weights", tmp_path / "torch"
+    weights_dir.mkdir()
+    mine = weights_dir / MODELS["maskrcnn_resnet50_fpn"].filename
+    mine.write_bytes(b"not hashed by `models`")
+    hub = torch_home / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    cached = hub / MODELS["keypointrcnn_resnet50_fpn"].filename
+    cached.write_bytes(b"x")
+    env = {**os.environ, "STREAMSEG_WEIGHTS": str(weights_dir), "TORCH_HOME": str(torch_home), "STREAMSEG_OFFLINE": "1"}
+    proc = streamseg("models", env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    blocks = {b.split(":", 1)[0].split()[0]: b for b in re.split(r"\n(?=\S)", proc.stdout.strip())}
+    assert set(blocks) == set(MODELS)
+    assert f"found {mine} ($STREAMSEG_WEIGHTS)" in blocks["maskrcnn_resnet50_fpn"]
+    assert f"found {cached} (torch's hub cache)" in blocks["keypointrcnn_resnet50_fpn"]
+    v2 = blocks["maskrcnn_resnet50_fpn_v2"]
+    assert "missing:" in v2 and str(weights_dir) in v2 and str(hub) in v2 and MODELS["maskrcnn_resnet50_fpn_v2"].filename in v2
+    demo = blocks["demo"]
+    assert "bundled in the package" in demo and "url" not in demo
+    assert not re.search(r"url\s*$", proc.stdout, re.MULTILINE)  # never an empty URL
+    assert sorted(p.name for p in hub.iterdir()) == [cached.name]  # nothing downloaded
+
+
 def test_help_explains_every_option() -> None:
     proc = streamseg("run", "--help")
     assert proc.returncode == 0

@@ -48,7 +48,9 @@ __all__ = [
     "ENV_WEIGHTS_DIR",
     "RANDOM",
     "file_sha256",
+    "find_weights",
     "hub_checkpoints_dir",
+    "where_to_put",
     "load_model",
     "read_state_dict",
     "resolve_weights",
@@ -126,7 +128,8 @@ def _verify(spec: ModelSpec, path: Path) -> Path:
     return path
 
 
-def _where_to_put(spec: ModelSpec) -> str:
+def where_to_put(spec: ModelSpec) -> str:
+    """Where a missing registry file goes, in words: ``"put it in the torch hub cache (...) or ..."``."""
     env_dir = _env_dir()
     hub = hub_checkpoints_dir()
     if env_dir is not None:
@@ -137,7 +140,7 @@ def _where_to_put(spec: ModelSpec) -> str:
 def _not_found(spec: ModelSpec, why: str) -> WeightsError:
     return WeightsError(
         f"weights for {spec.name} not found and {why}: download {spec.url} and "
-        f"{_where_to_put(spec)} as {spec.filename} (or use --weights PATH, or --weights random "
+        f"{where_to_put(spec)} as {spec.filename} (or use --weights PATH, or --weights random "
         f"for a seeded random model)"
     )
 
@@ -184,6 +187,29 @@ def _download(spec: ModelSpec, dst: Path, *, progress: bool) -> Path:
     return dst
 
 
+#: :func:`find_weights`'s names of the places a registry file is looked up.
+FOUND_ENV, FOUND_PACKAGE, FOUND_HUB = f"${ENV_WEIGHTS_DIR}", "bundled in the package", "torch's hub cache"
+
+
+def find_weights(spec: ModelSpec) -> tuple[Path | None, str]:
+    """Where the registry file of ``spec`` is found, in :func:`resolve_weights`'s order (steps 2-3),
+    without hashing, loading or downloading anything (``streamseg models``).
+
+    Returns:
+        ``(path, where)``: the file and the place it was found (:data:`FOUND_ENV`,
+        :data:`FOUND_PACKAGE` or :data:`FOUND_HUB`); ``(None, FOUND_PACKAGE)`` when bundled
+        weights are missing from the install; ``(None, "")`` when no file is there yet.
+    """
+    env_dir = _env_dir()
+    if env_dir is not None and (env_dir / spec.filename).is_file():
+        return env_dir / spec.filename, FOUND_ENV
+    if spec.package_file is not None:  # shipped inside the package (the demo model): never downloaded
+        packaged = Path(__file__).resolve().parent.parent / spec.package_file
+        return (packaged if packaged.is_file() else None), FOUND_PACKAGE
+    cached = hub_checkpoints_dir() / spec.filename
+    return (cached, FOUND_HUB) if cached.is_file() else (None, "")
+
+
 def resolve_weights(
     spec: ModelSpec,
     weights: str | os.PathLike[str] | None,
@@ -220,20 +246,16 @@ def resolve_weights(
             raise WeightsError(f"{path}: no such weights file for {spec.name}")
         return _verify(spec, path) if path.name == spec.filename else path
 
-    env_dir = _env_dir()
-    if env_dir is not None and (env_dir / spec.filename).is_file():
-        return _verify(spec, env_dir / spec.filename)
-    if spec.package_file is not None:  # shipped inside the package (the demo model): never downloaded
-        packaged = Path(__file__).resolve().parent.parent / spec.package_file
-        if not packaged.is_file():
-            raise WeightsError(
-                f"{packaged}: the bundled weights of {spec.name} are missing (reinstall streamseg, "
-                f"or use --weights PATH)"
-            )
-        return _verify(spec, packaged)
+    found, where = find_weights(spec)
+    if found is not None:
+        return _verify(spec, found)
+    if where == FOUND_PACKAGE:
+        packaged = Path(__file__).resolve().parent.parent / str(spec.package_file)
+        raise WeightsError(
+            f"{packaged}: the bundled weights of {spec.name} are missing (reinstall streamseg, "
+            f"or use --weights PATH)"
+        )
     cached = hub_checkpoints_dir() / spec.filename
-    if cached.is_file():
-        return _verify(spec, cached)
     if _offline():
         raise _not_found(spec, f"downloads are off (${ENV_OFFLINE}=1)")
     if not allow_download:
