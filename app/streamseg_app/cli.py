@@ -14,6 +14,7 @@ from typing import Any
 from streamseg.argtypes import positive_float, positive_int
 from streamseg.options import MODEL_FLAGS, add_model_options
 from streamseg.errors import ConfigError
+from streamseg_app.preflight import check_display
 
 __all__ = ["add_parser", "run"]
 
@@ -86,14 +87,18 @@ def run(args: argparse.Namespace) -> int:
     """Run ``streamseg gui`` with parsed ``args``; returns the exit code.
 
     Raises:
-        ConfigError: PyQt6 is not installed, or an option is invalid.
+        ConfigError: PyQt6 is not installed, there is no display, a library Qt's platform
+            plugin needs is missing (checked before the QApplication exists: Qt would abort),
+            or an option is invalid.
     """
     try:
-        from PyQt6.QtCore import QSettings
+        from PyQt6.QtCore import QCoreApplication, QSettings
     except ImportError as exc:
         raise ConfigError(
             f"the desktop window needs PyQt6 ({exc}); install it with: pip install 'streamseg[gui]'"
         ) from None
+    if QCoreApplication.instance() is None:  # an existing one has its platform running already
+        check_display()
     from streamseg_app.app import run_gui
     from streamseg.config import validated
     from streamseg_app.config import ModelConfig
