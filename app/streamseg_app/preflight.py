@@ -171,7 +171,9 @@ def missing_libraries(plugin: str | os.PathLike[str], environ: Mapping[str, str]
     """
     env = {**(os.environ if environ is None else environ), "LC_ALL": "C"}
     try:
-        out = subprocess.run(["ldd", os.fspath(plugin)], capture_output=True, text=True, env=env, timeout=60)
+        out = subprocess.run(
+            ["ldd", os.fspath(plugin)], capture_output=True, text=True, env=env, timeout=60, check=False
+        )
         if out.returncode == 0:
             return parse_ldd(out.stdout)
     except (OSError, subprocess.SubprocessError):
@@ -180,7 +182,12 @@ def missing_libraries(plugin: str | os.PathLike[str], environ: Mapping[str, str]
     code = "import ctypes, os, sys; ctypes.CDLL(sys.argv[1], mode=os.RTLD_LAZY)"
     try:
         out = subprocess.run(
-            [sys.executable, "-c", code, os.fspath(plugin)], capture_output=True, text=True, env=env, timeout=60
+            [sys.executable, "-c", code, os.fspath(plugin)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return []
@@ -189,11 +196,17 @@ def missing_libraries(plugin: str | os.PathLike[str], environ: Mapping[str, str]
 
 def _missing_message(name: str, plugin: Path, missing: Sequence[str]) -> str:
     packages = list(dict.fromkeys(DEBIAN_PACKAGES[m] for m in missing if m in DEBIAN_PACKAGES))
-    install = f"sudo apt-get install {' '.join(packages)}, or `make gui-deps`" if packages else "your distribution's packages"
+    them = "it" if len(missing) == 1 else "them"
+    install = (
+        f"install {them} (Debian/Ubuntu: sudo apt-get install {' '.join(packages)}, or `make gui-deps`)"
+        if packages
+        else "reinstall Qt (pip install --force-reinstall PyQt6-Qt6)"
+        if all(m.startswith("libQt6") for m in missing)
+        else f"install the packages that provide {them}"
+    )
     return (
         f"the window cannot start: Qt's {name} platform plugin ({plugin}) needs {', '.join(missing)}, "
-        f"which cannot be found; install {'it' if len(missing) == 1 else 'them'} (Debian/Ubuntu: {install}), "
-        "or use QT_QPA_PLATFORM=offscreen"
+        f"which cannot be found; {install}, or use QT_QPA_PLATFORM=offscreen"
     )
 
 
@@ -223,7 +236,10 @@ def _wayland_problem(environ: Mapping[str, str]) -> str | None:
     name = environ.get("WAYLAND_DISPLAY") or "wayland-0"  # libwayland-client's default
     runtime = environ.get("XDG_RUNTIME_DIR")
     if not os.path.isabs(name) and not runtime:
-        return "no Wayland display: XDG_RUNTIME_DIR is not set; set WAYLAND_DISPLAY, or use QT_QPA_PLATFORM=offscreen"
+        return (
+            "no Wayland display: XDG_RUNTIME_DIR is not set; set WAYLAND_DISPLAY, "
+            "or use QT_QPA_PLATFORM=offscreen"
+        )
     path = Path(name) if os.path.isabs(name) else Path(runtime or "") / name
     try:
         if not stat.S_ISSOCK(path.stat().st_mode):
@@ -240,10 +256,8 @@ def _wayland_problem(environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def display_problem(
-    name: str, environ: Mapping[str, str], dirs: Sequence[Path]
-) -> str | None:
-    """Why platform plugin ``name`` cannot start here, in one sentence, or None if it can (or we cannot tell)."""
+def display_problem(name: str, environ: Mapping[str, str], dirs: Sequence[Path]) -> str | None:
+    """Why platform plugin ``name`` cannot start here, in one sentence; None if it can or we cannot tell."""
     if name == "xcb" and not environ.get("DISPLAY"):
         return _NO_DISPLAY
     if name.startswith("wayland") and (problem := _wayland_problem(environ)):
@@ -254,23 +268,16 @@ def display_problem(
     if not plugins:
         return f"Qt's {name} platform plugin is not installed (looked in {', '.join(map(str, dirs))})"
     # Qt tries QT_QPA_PLATFORM_PLUGIN_PATH, then its plugin folders: fine if one of them loads.
-    first_missing: tuple[Path, list[str]] | None = None
+    unloadable: list[tuple[Path, list[str]]] = []
     for plugin in plugins:
         missing = missing_libraries(plugin, environ)
         if not missing:
-            break
-        first_missing = first_missing or (plugin, missing)
-    else:
-        assert first_missing is not None
-        return _missing_message(name, *first_missing)
-    if name == "xcb":
-        return _x_connection_problem(environ["DISPLAY"])
-    return None
+            return _x_connection_problem(environ["DISPLAY"]) if name == "xcb" else None
+        unloadable.append((plugin, missing))
+    return _missing_message(name, *unloadable[0])
 
 
-def check_display(
-    environ: Mapping[str, str] | None = None, dirs: Sequence[Path] | None = None
-) -> None:
+def check_display(environ: Mapping[str, str] | None = None, dirs: Sequence[Path] | None = None) -> None:
     """Raise ConfigError unless one of the platforms Qt will try can start (see the module's docstring).
 
     Args:
