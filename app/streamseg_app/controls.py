@@ -51,6 +51,10 @@ TOGGLES: tuple[tuple[str, str], ...] = (
     ("trails", "Trails"),
     ("keypoints", "Skeletons"),
 )
+#: Columns of the check boxes (three rows of three: the panel stays short enough for 1280 x 800).
+TOGGLE_COLUMNS = 3
+#: Least height of the class list in pixels (it takes the panel's spare height).
+CLASS_LIST_MIN_HEIGHT = 88
 
 
 class ControlPanel(QWidget):
@@ -120,15 +124,15 @@ class ControlPanel(QWidget):
             check.setChecked(True)
             check.toggled.connect(self._emit_options)
             self.toggles[name] = check
-            grid.addWidget(check, k // 2, k % 2)
+            grid.addWidget(check, k // TOGGLE_COLUMNS, k % TOGGLE_COLUMNS)
         self.opacity = QSlider(Qt.Orientation.Horizontal, box)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(round(RenderOptions().mask_alpha * 100))
         self.opacity.setToolTip("Mask opacity")
         self.opacity.valueChanged.connect(self._emit_options)
-        row = (len(TOGGLES) + 1) // 2
+        row = -(-len(TOGGLES) // TOGGLE_COLUMNS)
         grid.addWidget(QLabel("Mask opacity", box), row, 0)
-        grid.addWidget(self.opacity, row, 1)
+        grid.addWidget(self.opacity, row, 1, 1, TOGGLE_COLUMNS - 1)
         return box
 
     def _classes_group(self) -> QGroupBox:
@@ -138,7 +142,7 @@ class ControlPanel(QWidget):
         self.class_search.setPlaceholderText("Search classes…")
         self.class_search.setClearButtonEnabled(True)
         self.class_list = QListWidget(box)
-        self.class_list.setMinimumHeight(120)
+        self.class_list.setMinimumHeight(CLASS_LIST_MIN_HEIGHT)
         buttons = QHBoxLayout()
         self.all_classes = QPushButton("All", box)
         self.no_classes = QPushButton("None", box)

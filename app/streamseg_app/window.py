@@ -25,6 +25,7 @@ from PyQt6.QtWidgets import (
     QMainWindow,
     QScrollArea,
     QSplitter,
+    QStyle,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -40,10 +41,29 @@ from streamseg_app.source_bar import SourceBar, TransportBar
 from streamseg_app.tracks import TrackPanel
 from streamseg_app.view import VideoView
 
-__all__ = ["MainWindow", "ErrorBanner", "StatusPanel"]
+__all__ = ["MainWindow", "ErrorBanner", "StatusPanel", "window_title"]
 
 #: Seconds between two status bar refreshes while frames stream in.
 STATUS_INTERVAL_S = 0.25
+#: The window's first size (until one is stored): it fits a 1280 x 800 screen with a
+#: title bar, window borders and a desktop panel around it.
+DEFAULT_SIZE = (1240, 720)
+#: The side panel's first width (the video takes the rest).
+SIDE_WIDTH = 340
+#: The application's name in the title (Qt's display name, see streamseg_app.app.application).
+APP_NAME = "streamseg"
+
+
+def window_title(uri: str | None = None) -> str:
+    """``"clip.mp4 — streamseg"`` (a URL or device in full), or ``"streamseg"`` without a source.
+
+    It ends with the application's display name, so the platform (xcb, Windows), which
+    appends " — <display name>" to any other title, does not name the app twice.
+    """
+    if not uri:
+        return APP_NAME
+    shown = uri if "://" in uri or uri.startswith(("cam:", "/dev/")) else (Path(uri).name or uri)
+    return f"{shown} — {APP_NAME}"
 
 
 class ErrorBanner(QFrame):
@@ -192,7 +212,7 @@ class MainWindow(QMainWindow):
             self.state.output_dir = str(output_dir)
         if pace is not None:
             self.state.pace = pace
-        self.setWindowTitle("streamseg")
+        self.setWindowTitle(window_title())
         self.controller = PlayerController(
             model=self.state.model,
             detect_every=self.state.detect_every,
@@ -228,6 +248,9 @@ class MainWindow(QMainWindow):
         scroll.setWidget(self.controls)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
+        # Never narrower than the controls: the panel scrolls up and down, never cuts them at the right.
+        scroll_bar = self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        scroll.setMinimumWidth(self.controls.minimumSizeHint().width() + scroll_bar)
         self.side = QSplitter(Qt.Orientation.Vertical, self)
         self.side.addWidget(self.tracks)
         self.side.addWidget(scroll)
@@ -238,10 +261,10 @@ class MainWindow(QMainWindow):
         self.splitter.addWidget(self.side)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 0)
-        self.splitter.setSizes([960, 340])
+        self.splitter.setSizes([DEFAULT_SIZE[0] - SIDE_WIDTH, SIDE_WIDTH])
         self.setCentralWidget(self.splitter)
         self.status = StatusPanel(self)
-        self.resize(1320, 820)
+        self.resize(*DEFAULT_SIZE)
 
     def _action(
         self, text: str, shortcut: QKeySequence | str | None, slot: object, menu: object = None
@@ -427,7 +450,7 @@ class MainWindow(QMainWindow):
         self.controls.set_categories(info.categories)
         self.tracks.set_categories(info.categories)
         self.transport.set_seekable(info.num_frames if info.seekable else None)
-        self.setWindowTitle(f"streamseg — {info.uri}")
+        self.setWindowTitle(window_title(info.uri))
 
     def _on_recording(self, event: RecordingEvent) -> None:
         self.transport.set_recording(self.controller.recording)
