@@ -186,3 +186,10 @@ def test_title_names_the_app_once(qtbot, make_window, tmp_path: Path, display_na
 )
 def test_window_title(uri: str | None, title: str) -> None:
     assert window_title(uri) == title
+
+
+def test_window_title_never_shows_url_credentials() -> None:
+    from streamseg_app.window import window_title
+
+    title = window_title("rtsp://admin:hunter22pw@10.0.0.5/stream1")
+    assert "hunter22pw" not in title and "admin" not in title and "10.0.0.5/stream1" in title

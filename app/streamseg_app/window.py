@@ -55,14 +55,16 @@ APP_NAME = "streamseg"
 
 
 def window_title(uri: str | None = None) -> str:
-    """``"clip.mp4 — streamseg"`` (a URL or device in full), or ``"streamseg"`` without a source.
+    """``"clip.mp4 — streamseg"`` (a URL without its credentials, or a device, in full), or ``"streamseg"``.
 
     It ends with the application's display name, so the platform (xcb, Windows), which
     appends " — <display name>" to any other title, does not name the app twice.
     """
     if not uri:
         return APP_NAME
-    shown = uri if "://" in uri or uri.startswith(("cam:", "/dev/")) else (Path(uri).name or uri)
+    from streamseg.sources import redact_url
+
+    shown = redact_url(uri) if "://" in uri or uri.startswith(("cam:", "/dev/")) else (Path(uri).name or uri)
     return f"{shown} — {APP_NAME}"
 
 
