@@ -93,7 +93,9 @@ def add_model_options(p: argparse.ArgumentParser, *, unset_defaults: bool = Fals
                    help="with --backend tensorrt: engine precision (default: fp16)")
     g.add_argument("--replay", metavar="FILE.jsonl",
                    help="with --backend replay: give back the detections of this streamseg JSONL frame by frame "
-                   "instead of running a model (tracker, drawing and outputs run as usual)")
+                   "instead of running a model (tracker, drawing and outputs run as usual); 'synthetic' or "
+                   "'synthetic:N' generates N moving instances per frame (default 20) with masks, and keypoints "
+                   "on persons with --keypoints")
     g.add_argument("--score-thresh", type=unit_float, default=None, metavar="F",
                    help=f"draw and write instances with a score of at least F, in [0, 1] (default: the model's, "
                    f"0.5). The model itself keeps every detection above {MODEL_SCORE_FLOOR:g} for the tracker "

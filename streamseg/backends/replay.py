@@ -11,6 +11,10 @@ The recorded boxes, scores and labels are given back as they were; the model's s
 floor (:attr:`~streamseg.config.ModelConfig.score_floor`) applies as it would for a
 model (``score > floor``). Masks and keypoints are not replayed (``masks`` and
 ``keypoints`` are None): a JSONL holds pasted masks, not the model's 28 x 28 ones.
+
+``--replay synthetic[:N]`` replays no file but a generated scene of N moving instances
+with masks and keypoints (:mod:`streamseg.backends.synthetic`), for measuring the CPU
+side of the pipeline at full load.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from streamseg.backends.synthetic import SyntheticReplay, parse_synthetic
 from streamseg.errors import BackendError, ConfigError
 from streamseg.sinks.jsonl import read_jsonl
 from streamseg.types import Instances
@@ -64,10 +69,19 @@ class ReplayBackend:
         self._next = 0
 
     @classmethod
-    def from_config(cls, config: ModelConfig) -> ReplayBackend:
-        """The backend of ``config`` (``config.replay`` is the file, the model gives the categories)."""
+    def from_config(cls, config: ModelConfig) -> ReplayBackend | SyntheticReplay:
+        """The backend of ``config``: ``config.replay`` is the file, the model gives the categories.
+
+        ``config.replay`` ``synthetic[:N]`` gives generated detections instead
+        (:class:`~streamseg.backends.synthetic.SyntheticReplay`, N = 20 by default), with
+        keypoints on persons when ``config.keypoints``.
+        """
         if config.replay is None:
-            raise ConfigError("backend replay needs a recorded JSONL file: give --replay FILE.jsonl")
+            raise ConfigError("backend replay needs a recorded JSONL file: give --replay FILE.jsonl (or synthetic)")
+        count = parse_synthetic(config.replay)
+        if count is not None:
+            return SyntheticReplay(categories=config.spec.categories, model_name=config.name, count=count,
+                                   keypoints=config.keypoints or config.spec.has_keypoints, seed=config.seed)
         return cls(config.replay, categories=config.spec.categories, model_name=config.name,
                    score_floor=config.score_floor)
 
