@@ -1,0 +1,166 @@
+"""CPU-side benchmark: the pipeline around a zero-cost model, against the decode + encode limit.
+
+Usage::
+
+    python benchmarks/cpu_side.py [--frames 120] [--rounds 3] [--instances 20]
+
+On three clips, vtest.avi (768x576), juggle.mp4 (1280x720) and a 1920x1080 clip made
+once from juggle.mp4 (scaled up with cv2 and encoded to H.264 in a temporary folder),
+it measures in one run, alternating the three measurements on each clip in every
+round so that drifts of the shared machine's speed hit them alike:
+
+* ``decode``: frames per second of the source alone (PyAV decode and RGB conversion,
+  in the source's thread, as in every run);
+* ``limit``: decode plus H.264 encoding of every frame (:class:`~streamseg.sinks.VideoWriter`),
+  the most any annotated-video run can reach;
+* ``pipeline``: ``streamseg run`` 's full core with the replay backend generating
+  ``--instances`` moving instances per frame (28x28 masks, keypoints on persons;
+  :mod:`streamseg.backends.synthetic`): decode, track, render, H.264 encode, JSONL with
+  RLE masks and MOT txt, with the HUD and track trails on.
+
+It prints per clip the median fps of each measurement over the rounds, the ratio
+pipeline / limit, and the median and p95 ms per frame of each stage of the pipeline
+(all rounds pooled). Its last line is, for the 720p clip,
+``ratio_vs_limit=R render_ms=X jsonl_ms=Y``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VIDEOS = REPO.parent / "shared" / "data" / "videos"
+#: The stages reported, in pipeline order.
+REPORTED = ("decode", "track", "render", "encode", "jsonl", "mot")
+
+
+def make_1080p(source: Path, out: Path, frames: int) -> Path:
+    """Write ``frames`` frames of ``source`` scaled to 1920x1080 (cv2 INTER_LINEAR) as an H.264 MP4."""
+    import cv2
+
+    from streamseg.sinks import VideoWriter
+    from streamseg.sources import open_source
+
+    with open_source(str(source), max_frames=frames) as src, VideoWriter(out, width=1920, height=1080, fps=24) as w:
+        for frame in src:
+            w.write(cv2.resize(frame.image, (1920, 1080), interpolation=cv2.INTER_LINEAR), frame.pts_s)
+    return out
+
+
+def decode_fps(video: Path, frames: int) -> float:
+    """Frames per second of decoding ``frames`` frames (the source's thread, RGB frames)."""
+    from streamseg.sources import open_source
+
+    t0 = time.perf_counter()
+    n = 0
+    with open_source(str(video), max_frames=frames) as src:
+        for _ in src:
+            n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def limit_fps(video: Path, frames: int, tmp: Path) -> float:
+    """Frames per second of decoding and H.264-encoding ``frames`` frames."""
+    from streamseg.sinks import VideoWriter
+    from streamseg.sources import open_source
+
+    t0 = time.perf_counter()
+    n = 0
+    with open_source(str(video), max_frames=frames) as src:
+        writer = None
+        for frame in src:
+            if writer is None:
+                writer = VideoWriter(tmp / "limit.mp4", width=frame.width, height=frame.height, fps=src.info.fps)
+            writer.write(frame.image, frame.pts_s)
+            n += 1
+        if writer is not None:
+            writer.close()
+    return n / (time.perf_counter() - t0)
+
+
+def pipeline_run(video: Path, frames: int, tmp: Path, instances: int):  # noqa: ANN201 - RunSummary
+    """The full pipeline on ``frames`` frames with generated instances; returns its RunSummary."""
+    from streamseg.backends import create_backend
+    from streamseg.config import ModelConfig, OutputConfig, StreamSettings
+    from streamseg.core import Pipeline, StreamProcessor
+    from streamseg.sinks import file_outputs
+    from streamseg.sources import open_source
+
+    model = ModelConfig(backend="replay", replay=f"synthetic:{instances}", keypoints=True)
+    backend = create_backend(model)
+    source = open_source(str(video), max_frames=frames)
+    source.open()
+    outputs = file_outputs(
+        OutputConfig(video=str(tmp / "out.mp4"), jsonl=str(tmp / "out.jsonl"), mot=str(tmp / "out.txt")),
+        categories=backend.categories,
+        fps=source.info.fps,
+    )
+    settings = StreamSettings(track=True, trails=True)
+    processor = StreamProcessor.from_settings(settings, model, categories=backend.categories, outputs=outputs,
+                                              fps=source.info.fps)  # fmt: skip
+    return Pipeline(source, backend, processor=processor).run()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=120, help="frames per measurement (default: 120)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default: 3)")
+    parser.add_argument("--instances", type=int, default=20, help="generated instances per frame (default: 20)")
+    args = parser.parse_args()
+
+    from streamseg.core.metrics import percentile
+
+    if not (VIDEOS / "vtest.avi").exists() or not (VIDEOS / "juggle.mp4").exists():
+        print(f"the clips are not here: {VIDEOS} (vtest.avi, juggle.mp4)", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="streamseg-cpu-side-") as tmp_name:
+        tmp = Path(tmp_name)
+        print(f"making the 1080p clip ({args.frames} frames of juggle.mp4 scaled to 1920x1080) ...", flush=True)
+        clips = {
+            "vtest 768x576": VIDEOS / "vtest.avi",
+            "juggle 1280x720": VIDEOS / "juggle.mp4",
+            "juggle 1920x1080": make_1080p(VIDEOS / "juggle.mp4", tmp / "juggle1080.mp4", args.frames),
+        }
+        fps: dict[str, dict[str, list[float]]] = {c: {"decode": [], "limit": [], "pipeline": []} for c in clips}
+        stages: dict[str, dict[str, list[float]]] = {c: {s: [] for s in REPORTED} for c in clips}
+        for r in range(args.rounds):
+            for name, video in clips.items():
+                fps[name]["decode"].append(decode_fps(video, args.frames))
+                fps[name]["limit"].append(limit_fps(video, args.frames, tmp))
+                summary = pipeline_run(video, args.frames, tmp, args.instances)
+                fps[name]["pipeline"].append(summary.fps)
+                for s in REPORTED:
+                    stages[name][s].extend(summary.stage_ms.get(s, []))
+                print(f"round {r + 1} {name}: decode {fps[name]['decode'][-1]:.1f} fps, limit "
+                      f"{fps[name]['limit'][-1]:.1f} fps, pipeline {fps[name]['pipeline'][-1]:.1f} fps", flush=True)
+
+    print(f"\n{args.instances} instances per frame, {args.frames} frames per measurement, {args.rounds} rounds "
+          "(medians over rounds)")
+    print("| clip | decode fps | decode+encode fps (limit) | pipeline fps | pipeline / limit |")
+    print("|---|---|---|---|---|")
+    ratios = {}
+    for name in clips:
+        med = {k: statistics.median(v) for k, v in fps[name].items()}
+        ratios[name] = statistics.median(p / lim for p, lim in zip(fps[name]["pipeline"], fps[name]["limit"]))
+        print(f"| {name} | {med['decode']:.1f} | {med['limit']:.1f} | {med['pipeline']:.1f} | {ratios[name]:.2f} |")
+    print("\nms per frame in the pipeline, median / p95:")
+    print("| clip | " + " | ".join(REPORTED) + " |")
+    print("|---|" + "---|" * len(REPORTED))
+    for name in clips:
+        cells = [
+            f"{statistics.median(v):.1f} / {percentile(v, 95):.1f}" if (v := stages[name][s]) else "-" for s in REPORTED
+        ]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    hd = "juggle 1280x720"
+    print(f"ratio_vs_limit={ratios[hd]:.2f} render_ms={statistics.median(stages[hd]['render']):.1f} "
+          f"jsonl_ms={statistics.median(stages[hd]['jsonl']):.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
