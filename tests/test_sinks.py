@@ -263,6 +263,33 @@ def test_jsonl_lines_rle_boxes_and_keypoints(tmp_path: Path) -> None:
     np.testing.assert_allclose(with_kps["keypoint_scores"], inst.keypoints[0, :, 2], atol=5e-5)
 
 
+def test_rle_from_the_crop_equals_pycocotools_encode_of_the_full_mask() -> None:
+    """The JSONL's RLE is built from the box's crop; it must be pycocotools' string for the full-size mask.
+
+    Boxes inside, across every edge and corner, outside, tiny and image-filling; masks full,
+    empty and random, on images of 1..60 px a side (1-pixel columns and rows included).
+    """
+    from streamseg.sinks.jsonl import _rle
+
+    rng = np.random.default_rng(1)
+    cases = 0
+    for k in range(2000):
+        h, w = (int(v) for v in rng.integers(1, 61, 2))
+        mask = rng.random((28, 28)).astype(np.float32)
+        if k % 5 == 0:
+            mask[:] = 1.0
+        elif k % 7 == 0:
+            mask[:] = 0.0
+        xs, ys = np.sort(rng.uniform(-20, 80, 2)), np.sort(rng.uniform(-20, 80, 2))
+        box = np.array([xs[0], ys[0], xs[1], ys[1]], np.float32)
+        full = paste_masks(mask[None], box[None], (h, w))[0]
+        expected = mask_util.encode(np.asfortranarray(full.astype(np.uint8)))
+        got = _rle(mask, box, (h, w))
+        assert got == {"size": [h, w], "counts": expected["counts"].decode("ascii")}, (k, h, w, box.tolist())
+        cases += full.any()
+    assert cases > 500  # most cases have pixels inside
+
+
 def test_jsonl_without_masks_or_keypoints_and_empty_frames(tmp_path: Path) -> None:
     row = result_to_dict(make_result(0, masks=False, keypoints=False), COCO_CATEGORIES)
     assert all("segmentation" not in o and "keypoints" not in o for o in row["instances"])

@@ -46,15 +46,55 @@ MASK_THRESHOLD = 0.5
 _VISIBLE = 2
 
 
+def crop_rle_counts(crop: np.ndarray, region: tuple[int, int, int, int], image_size: tuple[int, int]) -> np.ndarray:
+    """Uncompressed COCO RLE counts of a full-size binary mask that is zero outside ``region``.
+
+    COCO RLE runs over the image in column-major (Fortran) order and starts with a run
+    of zeros (``pycocotools.mask.encode``'s convention, ``maskApi.c``). Only the columns
+    the crop spans are looked at: the columns left and right of it are zeros and join
+    the first and last runs, so the cost is the crop's width times H, not H x W.
+
+    Args:
+        crop: (y1 - y0, x1 - x0) bool or uint8 (0 or 1), the mask inside ``region``.
+        region: ``(y0, y1, x0, x1)`` half-open pixel ranges inside the image (may be empty).
+        image_size: (H, W) of the full image.
+
+    Returns:
+        (K,) uint32 run lengths (zeros, ones, zeros, ...), summing to H x W.
+    """
+    h, w = int(image_size[0]), int(image_size[1])
+    y0, y1, x0, x1 = region
+    if crop.size == 0 or y1 <= y0 or x1 <= x0:
+        return np.array([h * w], np.uint32)
+    columns = np.zeros((x1 - x0, h), np.uint8)  # the crop's columns, each a full image column
+    columns[:, y0:y1] = crop.T
+    flat = columns.reshape(-1)
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    runs = np.diff(np.concatenate(([0], edges, [flat.size]))).astype(np.int64)
+    before, after = x0 * h, (w - x1) * h
+    if flat[0]:  # the first run is of ones: an empty run of zeros starts the counts
+        runs = np.concatenate(([before], runs))
+    else:
+        runs[0] += before
+    if flat[-1] and after:  # the last run is of ones: the zeros after the crop follow it
+        runs = np.concatenate((runs, [after]))
+    elif not flat[-1]:
+        runs[-1] += after
+    return runs.astype(np.uint32)
+
+
 def _rle(mask: np.ndarray, box: np.ndarray, image_size: tuple[int, int]) -> dict[str, Any]:
-    """COCO RLE of one box-frame mask pasted into the full image (prob > 0.5)."""
-    h, w = image_size
-    full = np.zeros((h, w), dtype=np.uint8, order="F")
-    (y0, y1, x0, x1), region = paste_mask_in_box(mask, box, image_size)
-    if region.size:
-        full[y0:y1, x0:x1] = region > MASK_THRESHOLD
-    rle = mask_util.encode(full)
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+    """COCO RLE of one box-frame mask pasted into the full image (prob > 0.5).
+
+    The same string as ``pycocotools.mask.encode`` of the full-size mask: the run lengths
+    come from the box's crop (:func:`crop_rle_counts`) and pycocotools compresses them
+    (``frPyObjects`` of an uncompressed RLE).
+    """
+    h, w = int(image_size[0]), int(image_size[1])
+    region, probs = paste_mask_in_box(mask, box, image_size)
+    counts = crop_rle_counts(probs > MASK_THRESHOLD, region, (h, w))
+    rle = mask_util.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
 
 
 def _instance_dict(inst: Instances, i: int, categories: Sequence[str]) -> dict[str, Any]:
