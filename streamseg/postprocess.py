@@ -77,7 +77,7 @@ def paste_mask_in_box(
     im_h, im_w = int(image_size[0]), int(image_size[1])
     m = np.asarray(mask, dtype=np.float32)
     size = m.shape[-1]
-    padded = np.pad(m, _PADDING)
+    padded = cv2.copyMakeBorder(m, _PADDING, _PADDING, _PADDING, _PADDING, cv2.BORDER_CONSTANT, value=0.0)
     scale = np.float32((size + 2 * _PADDING) / size)
     b = np.asarray(box, dtype=np.float32)
     # expand_boxes, in float32 as torchvision computes it, then .to(int64) (truncation).
