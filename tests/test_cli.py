@@ -47,6 +47,7 @@ def decoded_frames(path: Path) -> list[av.VideoFrame]:
         return list(container.decode(video=0))
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 def test_run_vtest_writes_mp4_and_jsonl(tmp_path: Path) -> None:
     video = data_path("videos", "vtest.avi")
     out, jsonl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
@@ -101,6 +102,7 @@ def test_text_file_named_mp4_is_rejected(tmp_path: Path) -> None:
     assert "notes.mp4" in line and "not a video" in line
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 def test_truncated_video_processes_what_decodes_and_mp4_plays(tmp_path: Path) -> None:
     data = data_path("videos", "juggle.mp4").read_bytes()
     cut = tmp_path / "juggle_cut.mp4"
@@ -176,6 +178,7 @@ def interrupt_run(tmp_path: Path, sig: signal.Signals) -> tuple[int, str, list[d
     return proc.returncode, stderr, records, decoded_frames(out)
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 def test_sigint_finishes_outputs_written_so_far(tmp_path: Path) -> None:
     code, stderr, records, frames = interrupt_run(tmp_path, signal.SIGINT)
     assert code == 130, stderr
@@ -184,6 +187,7 @@ def test_sigint_finishes_outputs_written_so_far(tmp_path: Path) -> None:
     assert len(frames) == len(records)
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_and_sighup_finish_outputs_like_sigint(tmp_path: Path, sig: signal.Signals) -> None:
     """A service manager's stop (SIGTERM) or a closed terminal (SIGHUP) closes the outputs as Ctrl-C
@@ -249,6 +253,7 @@ def test_open_timeout_of_a_live_source(tmp_path: Path) -> None:
     assert MODEL_LOADED not in proc.stderr
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 def test_read_timeout_of_a_live_source(tmp_path: Path) -> None:
     """`run --read-timeout 1` on a real RTSP stream that stalls (server SIGSTOPped): the stall is
     noticed within a few seconds, not after the default's ~10 s.
@@ -353,6 +358,7 @@ def below_floors(metrics: dict[str, float]) -> list[str]:
     return [k for k, floor in DEMO_CLIP_MOT_FLOORS.items() if metrics[k] < floor]
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 def test_run_mot_output_scores_above_floors_with_track_eval(tmp_path: Path) -> None:
     """`streamseg run --mot` (demo model, held-out demo-world clip), scored by `streamseg track-eval`.
 
@@ -398,6 +404,7 @@ def test_run_mot_output_scores_above_floors_with_track_eval(tmp_path: Path) -> N
     assert proc.returncode == 1 and "missing.txt" in error_line(proc)
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 def test_demo_scores_the_bundled_model_on_a_held_out_clip(tmp_path: Path) -> None:
     """The README's main job: held-out demo-world clip, bundled demo model, AP printed."""
     proc = streamseg("demo", "--out-dir", str(tmp_path), "--no-progress")

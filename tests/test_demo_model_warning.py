@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import av
+import pytest
 
 from tests.conftest import data_path
 
@@ -57,6 +58,7 @@ def test_clips_of_the_demo_world_are_tagged_and_recognised(tmp_path: Path) -> No
     assert message and WARNING in message and "s3cret" not in message and "streamseg models" in message
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 def test_run_warns_once_on_a_real_video_and_not_on_a_demo_clip(tmp_path: Path) -> None:
     from streamseg.datasets.demo_export import write_clip
 

@@ -263,6 +263,7 @@ def test_export_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "x.onnx").exists()
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 @demo_only
 def test_cli_run_with_onnxruntime_backend_exports_once_and_caches(tmp_path: Path) -> None:
     import json

@@ -159,6 +159,7 @@ def test_a_stalled_stream_reconnects_after_the_read_timeout(server: RtspServer) 
     assert not streamseg_threads()
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 def test_pipeline_and_outputs_survive_a_reconnect(server: RtspServer, tmp_path: Path) -> None:
     source = RtspSource(server.url, backoff=Backoff(initial_s=0.25, max_s=1.0), read_timeout_s=3.0)
     source.open()
@@ -193,6 +194,7 @@ def test_pipeline_and_outputs_survive_a_reconnect(server: RtspServer, tmp_path: 
     assert not streamseg_threads()
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 def test_slow_consumer_keeps_frame_age_bounded(server: RtspServer, tmp_path: Path) -> None:
     """A stage 5x slower than the 25 fps stream (200 ms per frame) for 15 s (75 consumer
     periods: long enough to see growth, which would be ~160 ms/s with a FIFO; the 5-minute

@@ -126,6 +126,7 @@ def monitor_doc(out: Path, a: RtspServer, b: RtspServer, garbage: GarbageServer,
     }
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 def test_two_streams_one_model_bad_streams_do_not_stop_the_others(
     servers: tuple[RtspServer, RtspServer], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -177,6 +178,7 @@ def test_two_streams_one_model_bad_streams_do_not_stop_the_others(
     assert any(s.name == "front" and s.state == "streaming" and s.age_p95_ms > 0 for s in health)
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 def test_sigterm_stops_cleanly(servers: tuple[RtspServer, RtspServer], tmp_path: Path) -> None:
     """The command as users run it: SIGTERM after the first health lines; outputs are complete."""
     a, b = servers

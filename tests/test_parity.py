@@ -96,6 +96,7 @@ def keypoint_pair() -> tuple[TorchBackend, torch.nn.Module, Any]:
 # -- parity -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 @needs_data
 @pytest.mark.parametrize("name", IMAGE_NAMES)
 def test_mask_rcnn_parity(name: str, images: dict[str, np.ndarray], mask_pair: Any) -> None:
@@ -127,6 +128,7 @@ def test_mask_rcnn_parity(name: str, images: dict[str, np.ndarray], mask_pair: A
     assert iou[large].min() >= 0.99, iou[large].min()
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 @needs_data
 @pytest.mark.parametrize("name", IMAGE_NAMES)
 def test_keypoint_rcnn_parity(name: str, images: dict[str, np.ndarray], keypoint_pair: Any) -> None:
@@ -175,6 +177,7 @@ def _share_person_head(mask_model: torch.nn.Module, kp_model: torch.nn.Module, c
         mine.bbox_pred.bias[4:8] = theirs.bbox_pred.bias[4:8]
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 @needs_data
 def test_mask_plus_keypoints(images: dict[str, np.ndarray], keypoint_pair: Any) -> None:
     kp_backend, _, reference_outputs = keypoint_pair

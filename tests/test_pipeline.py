@@ -28,6 +28,7 @@ def pipeline_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("streamseg")]
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 def test_file_source_never_drops_a_frame(tmp_path: Path, backend: TorchBackend) -> None:
     n = 12
     source = open_source(str(data_path("videos", "bikes.mp4")), max_frames=n)

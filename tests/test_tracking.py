@@ -791,6 +791,7 @@ def _demo_world_tracks(seed: int, num_frames: int):
     )
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 def test_acceptance_noisy_demo_world_ground_truth(tmp_path: Path) -> None:
     """Issue 4 on the demo world: IDF1 >= 0.90 and <= 1 ID switch per 100 GT track-frames.
 

@@ -39,6 +39,7 @@ def _losses(log: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in log.read_text().splitlines()]
 
 
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
 def test_loss_goes_down_and_checkpoint_reloads(tiny: Path, tmp_path: Path) -> None:
     dataset = CocoTrainingSet(tiny / "annotations.json", tiny / "images")
     assert len(dataset) == 2 and dataset.categories == DEMO_CATEGORIES and dataset.has_keypoints
