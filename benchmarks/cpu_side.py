@@ -16,7 +16,10 @@ round so that drifts of the shared machine's speed hit them alike:
 * ``pipeline``: ``streamseg run`` 's full core with the replay backend generating
   ``--instances`` moving instances per frame (28x28 masks, keypoints on persons;
   :mod:`streamseg.backends.synthetic`): decode, track, render, H.264 encode, JSONL with
-  RLE masks and MOT txt, with the HUD and track trails on.
+  RLE masks and MOT txt, with the HUD and track trails on; the encoder and the JSONL
+  write in their own threads (:mod:`streamseg.core.output_worker`);
+* ``one thread``: the same pipeline with every output written in the stream's output
+  thread, after the drawing (what the output threads give).
 
 It prints per clip the median fps of each measurement over the rounds, the ratio
 pipeline / limit, and the median and p95 ms per frame of each stage of the pipeline
@@ -83,8 +86,12 @@ def limit_fps(video: Path, frames: int, tmp: Path) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def pipeline_run(video: Path, frames: int, tmp: Path, instances: int):  # noqa: ANN201 - RunSummary
-    """The full pipeline on ``frames`` frames with generated instances; returns its RunSummary."""
+def pipeline_run(video: Path, frames: int, tmp: Path, instances: int, *, threads: bool = True):  # noqa: ANN201
+    """The full pipeline on ``frames`` frames with generated instances; returns its RunSummary.
+
+    ``threads`` False writes every output in the stream's output thread (no encoder and
+    JSONL threads), to measure what the output threads give.
+    """
     from streamseg.backends import create_backend
     from streamseg.config import ModelConfig, OutputConfig, StreamSettings
     from streamseg.core import Pipeline, StreamProcessor
@@ -103,6 +110,7 @@ def pipeline_run(video: Path, frames: int, tmp: Path, instances: int):  # noqa: 
     settings = StreamSettings(track=True, trails=True)
     processor = StreamProcessor.from_settings(settings, model, categories=backend.categories, outputs=outputs,
                                               fps=source.info.fps)  # fmt: skip
+    processor.output_threads = threads
     return Pipeline(source, backend, processor=processor).run()
 
 
@@ -126,7 +134,9 @@ def main() -> int:
             "juggle 1280x720": VIDEOS / "juggle.mp4",
             "juggle 1920x1080": make_1080p(VIDEOS / "juggle.mp4", tmp / "juggle1080.mp4", args.frames),
         }
-        fps: dict[str, dict[str, list[float]]] = {c: {"decode": [], "limit": [], "pipeline": []} for c in clips}
+        fps: dict[str, dict[str, list[float]]] = {
+            c: {"decode": [], "limit": [], "pipeline": [], "one thread": []} for c in clips
+        }
         stages: dict[str, dict[str, list[float]]] = {c: {s: [] for s in REPORTED} for c in clips}
         for r in range(args.rounds):
             for name, video in clips.items():
@@ -134,20 +144,24 @@ def main() -> int:
                 fps[name]["limit"].append(limit_fps(video, args.frames, tmp))
                 summary = pipeline_run(video, args.frames, tmp, args.instances)
                 fps[name]["pipeline"].append(summary.fps)
+                fps[name]["one thread"].append(pipeline_run(video, args.frames, tmp, args.instances, threads=False).fps)
                 for s in REPORTED:
                     stages[name][s].extend(summary.stage_ms.get(s, []))
                 print(f"round {r + 1} {name}: decode {fps[name]['decode'][-1]:.1f} fps, limit "
-                      f"{fps[name]['limit'][-1]:.1f} fps, pipeline {fps[name]['pipeline'][-1]:.1f} fps", flush=True)
+                      f"{fps[name]['limit'][-1]:.1f} fps, pipeline {fps[name]['pipeline'][-1]:.1f} fps "
+                      f"(outputs in one thread {fps[name]['one thread'][-1]:.1f})", flush=True)
 
     print(f"\n{args.instances} instances per frame, {args.frames} frames per measurement, {args.rounds} rounds "
           "(medians over rounds)")
-    print("| clip | decode fps | decode+encode fps (limit) | pipeline fps | pipeline / limit |")
-    print("|---|---|---|---|---|")
+    print("| clip | decode fps | decode+encode fps (limit) | pipeline fps | pipeline / limit | "
+          "outputs in one thread fps |")
+    print("|---|---|---|---|---|---|")
     ratios = {}
     for name in clips:
         med = {k: statistics.median(v) for k, v in fps[name].items()}
         ratios[name] = statistics.median(p / lim for p, lim in zip(fps[name]["pipeline"], fps[name]["limit"]))
-        print(f"| {name} | {med['decode']:.1f} | {med['limit']:.1f} | {med['pipeline']:.1f} | {ratios[name]:.2f} |")
+        print(f"| {name} | {med['decode']:.1f} | {med['limit']:.1f} | {med['pipeline']:.1f} | {ratios[name]:.2f} "
+              f"| {med['one thread']:.1f} |")
     print("\nms per frame in the pipeline, median / p95:")
     print("| clip | " + " | ".join(REPORTED) + " |")
     print("|---|" + "---|" * len(REPORTED))

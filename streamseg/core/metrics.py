@@ -75,13 +75,17 @@ class RunSummary:
     def add(self, timings_ms: dict[str, float], age_ms: float) -> None:
         """Record one written frame: its stage times (ms) and its age when written (ms)."""
         for stage, ms in timings_ms.items():
-            values = self.stage_ms.get(stage)
-            if values is None:
-                values = deque(maxlen=LIVE_SAMPLES) if self.live else []  # type: ignore[assignment]
-                self.stage_ms[stage] = values  # type: ignore[assignment]
-            values.append(ms)
+            self.add_stage(stage, ms)
         self.frame_age_ms.append(age_ms)
         self.frames_out += 1
+
+    def add_stage(self, stage: str, ms: float) -> None:
+        """Record one frame's time of one ``stage`` (ms); safe from an output's own thread."""
+        values = self.stage_ms.get(stage)
+        if values is None:
+            values = deque(maxlen=LIVE_SAMPLES) if self.live else []  # type: ignore[assignment]
+            values = self.stage_ms.setdefault(stage, values)
+        values.append(ms)
 
     def median_ms(self, stage: str) -> float:
         """Median time of ``stage`` per frame in ms (NaN if the stage never ran)."""

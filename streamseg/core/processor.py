@@ -13,6 +13,9 @@ space). The :class:`~streamseg.core.runner.Runner` calls it from two threads:
   detection the model gave, as ByteTrack wants), updates the trails, draws the frame
   once if any output needs it, writes every output (each timed under its ``stage``)
   and records the stream's metrics (:class:`~streamseg.core.metrics.RunSummary`).
+  The outputs that are ``threaded`` (the MP4 encoder, the JSONL) are handed the frame
+  and write it in their own thread (:mod:`streamseg.core.output_worker`) while this
+  thread draws the next one: on two or more cores encoding, RLE and drawing overlap.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from streamseg.core.metrics import Rate, RunSummary
+from streamseg.core.output_worker import OutputWorker
 from streamseg.render import RenderOptions, TrackTrails, render
 from streamseg.sinks.outputs import Output
 from streamseg.tracking import ByteTracker
@@ -53,6 +57,9 @@ class StreamProcessor:
         title: a first HUD line (the stream name in a monitor), or empty.
         random_weights: the model runs seeded random weights: the HUD says so.
         live: a live source: metrics keep rolling windows.
+        output_threads: write the outputs that ask for it (``threaded``: the MP4 encoder and
+            the JSONL) each in its own thread (:class:`~streamseg.core.output_worker.OutputWorker`),
+            beside this stream's drawing; False writes every output in the stream's output thread.
 
     Raises:
         ValueError: ``detect_every`` < 1, or > 1 (or ``trails``) without a tracker.
@@ -72,6 +79,7 @@ class StreamProcessor:
         title: str = "",
         random_weights: bool = False,
         live: bool = False,
+        output_threads: bool = True,
     ) -> None:
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
@@ -90,6 +98,8 @@ class StreamProcessor:
         self.title = title
         self.random_weights = random_weights
         self.summary = RunSummary(live=live)
+        self.output_threads = output_threads
+        self._workers: dict[int, OutputWorker] = {}
         self._last_detect: int | None = None  # frame index of the latest model run
         self._rate = Rate()
 
@@ -194,7 +204,8 @@ class StreamProcessor:
         """Threshold, draw and write one tracked result to every output, and record its metrics.
 
         Raises:
-            SinkError: an output failed (the outputs after it did not get this frame).
+            SinkError: an output failed: on this frame (the outputs after it did not get the
+                frame), or, for a threaded output, on an earlier frame (raised here once).
         """
         fps = self._rate.tick()
         if self.trails is not None:
@@ -215,10 +226,25 @@ class StreamProcessor:
             )
             timings["render"] = (time.perf_counter() - t0) * 1000.0
         for out in self.outputs:
+            worker = self._worker_for(out)
+            if worker is not None:
+                worker.put(FrameResult(shown.frame, shown.instances, dict(timings)), image)
+                continue
             t0 = time.perf_counter()
             out.write(FrameResult(shown.frame, shown.instances, dict(timings)), image)
             timings[out.stage] = (time.perf_counter() - t0) * 1000.0
         self.summary.add(timings, (time.monotonic() - shown.frame.t_capture) * 1000.0)
+
+    def _worker_for(self, out: Output) -> OutputWorker | None:
+        """The writing thread of ``out`` when it asks for one (``threaded``) and threads are on."""
+        if not (self.output_threads and getattr(out, "threaded", False)):
+            return None
+        worker = self._workers.get(id(out))
+        if worker is None:
+            worker = OutputWorker(out, name=f"streamseg-{out.stage}:{self.title or 'main'}",
+                                  on_timing=lambda stage, ms: self.summary.add_stage(stage, ms))  # fmt: skip
+            self._workers[id(out)] = worker
+        return worker
 
     def _hud_lines(self, result: FrameResult, fps: float) -> list[str]:
         """The HUD's text: throughput (fps), frame age for live sources only, and model time.
@@ -240,9 +266,14 @@ class StreamProcessor:
         return lines
 
     def close(self) -> list[BaseException]:
-        """Close every output (each even if another fails); returns the errors raised."""
+        """Close every output (each even if another fails; a threaded one after it wrote what is
+        queued); returns the errors raised, including those of threaded writes not raised yet."""
         errors: list[BaseException] = []
         for out in self.outputs:
+            worker = self._workers.pop(id(out), None)
+            if worker is not None:
+                errors.extend(worker.close())
+                continue
             try:
                 out.close()
             except BaseException as exc:  # noqa: BLE001 - returned to the caller

@@ -33,6 +33,11 @@ class Output(Protocol):
     Attributes:
         needs_image: receive the rendered (H, W, 3) uint8 RGB frame in :meth:`write`.
         stage: the timing key of this output's write, e.g. ``"encode"``.
+
+    An output may also set ``threaded = True``: the stream's processor then writes it from
+    a thread of its own (:class:`~streamseg.core.output_worker.OutputWorker`), frames in
+    order, so its work (mostly with the GIL released: encoding, RLE) overlaps drawing.
+    It must then not need the other outputs' timings of the same frame.
     """
 
     needs_image: bool
@@ -62,6 +67,7 @@ class VideoOutput:
 
     needs_image = True
     stage = "encode"
+    threaded = True  # libx264 and the RGB -> YUV conversion run with the GIL released
 
     def __init__(self, path: str | Path, *, fps: float | None) -> None:
         self.path = Path(path)
@@ -90,6 +96,7 @@ class JsonlOutput:
 
     needs_image = False
     stage = "jsonl"
+    threaded = True  # mask pasting (cv2) and RLE compression (pycocotools) overlap drawing
 
     def __init__(self, path: str | Path, *, categories: Sequence[str]) -> None:
         self.path = Path(path)

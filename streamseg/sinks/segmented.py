@@ -34,6 +34,7 @@ class SegmentedVideoOutput:
 
     needs_image = True
     stage = "encode"
+    threaded = True  # see VideoOutput: encoding overlaps drawing
 
     def __init__(self, folder: Path, stem: str, *, segment_s: float, fps: float | None = None) -> None:
         if not segment_s > 0:
