@@ -190,13 +190,18 @@ def _draw_mask(
 def _draw_skeleton(
     out: np.ndarray, kps: np.ndarray, color: tuple[int, int, int], opts: RenderOptions, lw: int
 ) -> None:
+    """Draw one person's COCO skeleton on ``out``: limbs (one ``cv2.polylines`` call), then the keypoints.
+
+    A limb is drawn when both its keypoints score above ``opts.keypoint_thresh``; each
+    keypoint is a white disc with a ring of the instance's colour.
+    """
     if np.isnan(kps).all():
         return
     ok = np.isfinite(kps).all(axis=1) & (kps[:, 2] > opts.keypoint_thresh)
-    pts = [(int(round(float(x))), int(round(float(y)))) for x, y, _ in kps]
-    for a, b in COCO_SKELETON:
-        if ok[a] and ok[b]:
-            cv2.line(out, pts[a], pts[b], color, lw + 1, cv2.LINE_AA)
-    for k in np.flatnonzero(ok):
-        cv2.circle(out, pts[k], lw + 2, (255, 255, 255), -1, cv2.LINE_AA)
-        cv2.circle(out, pts[k], lw + 2, color, max(1, lw // 2), cv2.LINE_AA)
+    pts = np.round(np.nan_to_num(kps[:, :2])).astype(np.int32)  # round half to even, as round()
+    limbs = [pts[[a, b]].reshape(2, 1, 2) for a, b in COCO_SKELETON if ok[a] and ok[b]]
+    if limbs:  # the same pixels as one cv2.line per limb
+        cv2.polylines(out, limbs, False, color, lw + 1, cv2.LINE_AA)
+    for x, y in pts[ok].tolist():
+        cv2.circle(out, (x, y), lw + 2, (255, 255, 255), -1, cv2.LINE_AA)
+        cv2.circle(out, (x, y), lw + 2, color, max(1, lw // 2), cv2.LINE_AA)

@@ -221,7 +221,9 @@ class VideoWriter:
         pts = round((float(pts_s) - self._first_pts_s) / self.time_base)
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        # Wrap the RGB array without a copy (from_ndarray copies it row by row: 4 ms at 720p);
+        # the reformat to BT.709 yuv420p reads it once and gives the encoder its own frame.
+        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(image), format="rgb24")
         frame = frame.reformat(format="yuv420p", dst_colorspace="itu709", dst_color_range="MPEG")
         frame.pts, frame.time_base = pts, self.time_base
         if self.fps is not None:
