@@ -46,6 +46,7 @@ __all__ = [
     "box_iou",
     "heatmaps_to_keypoints",
     "keypoints_from_heatmaps",
+    "mask_crops",
     "merge_keypoints",
     "paste_mask_in_box",
     "paste_masks",
@@ -98,6 +99,39 @@ def paste_mask_in_box(
         resized = resized.reshape(h, w)
     region = resized[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
     return (y0, y1, x0, x1), np.ascontiguousarray(region, dtype=np.float32)
+
+
+def mask_crops(instances: Instances, threshold: float = 0.5) -> tuple[tuple[tuple[int, int, int, int], np.ndarray], ...]:
+    """Each instance's mask pasted into its box's region of the image and binarised, computed once per Instances.
+
+    The renderer and the JSONL writer of a frame both need these; the first to ask pastes
+    (:func:`paste_mask_in_box`, torchvision's pixels) and the other gets the kept value
+    (:meth:`Instances.derived <streamseg.types.Instances.derived>`).
+
+    Args:
+        instances: N instances with masks.
+        threshold: probability above which a pixel is inside (torchvision: 0.5).
+
+    Returns:
+        N pairs ``((y0, y1, x0, x1), crop)``: the clipped region (half-open pixel ranges,
+        possibly empty) and its (y1 - y0, x1 - x0) read-only uint8 mask, 1 inside, 0 outside.
+
+    Raises:
+        ValueError: ``instances`` has no masks.
+    """
+    if instances.masks is None:
+        raise ValueError("these instances have no masks")
+
+    def paste(inst: Instances) -> tuple[tuple[tuple[int, int, int, int], np.ndarray], ...]:
+        out = []
+        for mask, box in zip(inst.masks, inst.boxes):
+            region, probs = paste_mask_in_box(mask, box, inst.image_size)
+            crop = (probs > threshold).view(np.uint8)
+            crop.flags.writeable = False
+            out.append((region, crop))
+        return tuple(out)
+
+    return instances.derived(f"mask_crops@{float(threshold)!r}", paste)
 
 
 def paste_masks(

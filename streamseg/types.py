@@ -11,7 +11,7 @@ and of the right dtype). Indexing returns a new object.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -148,6 +148,7 @@ class Instances:
         if track_ids.shape[0] != n:
             raise ValueError(f"track_ids must be (N={n},), got {track_ids.shape}")
         object.__setattr__(self, "track_ids", track_ids)
+        object.__setattr__(self, "_derived", {})
 
     @classmethod
     def empty(
@@ -194,6 +195,24 @@ class Instances:
             keypoints=pick(self.keypoints),
             track_ids=self.track_ids[item],
         )
+
+    def derived(self, key: str, compute: Callable[[Instances], Any]) -> Any:
+        """A value computed once from these read-only arrays and kept with this object.
+
+        For work several consumers repeat on the same instances, such as pasting each
+        mask into its box (:func:`streamseg.postprocess.mask_crops`, used by the renderer
+        and the JSONL writer of the same frame). Two threads asking at once may both
+        compute it; the value is the same. A new object (indexing, :meth:`replace`)
+        starts without it.
+
+        Args:
+            key: names the value (include its parameters, e.g. ``"mask_crops@0.5"``).
+            compute: ``compute(self)`` gives the value when it is not kept yet.
+        """
+        cache: dict[str, Any] = self._derived  # type: ignore[attr-defined]
+        if key not in cache:
+            cache[key] = compute(self)
+        return cache[key]
 
     def replace(self, **changes: Any) -> Instances:
         """Return a copy with the given fields replaced (``dataclasses.replace``)."""

@@ -269,6 +269,7 @@ def test_rle_from_the_crop_equals_pycocotools_encode_of_the_full_mask() -> None:
     Boxes inside, across every edge and corner, outside, tiny and image-filling; masks full,
     empty and random, on images of 1..60 px a side (1-pixel columns and rows included).
     """
+    from streamseg.postprocess import mask_crops
     from streamseg.sinks.jsonl import _rle
 
     rng = np.random.default_rng(1)
@@ -284,7 +285,8 @@ def test_rle_from_the_crop_equals_pycocotools_encode_of_the_full_mask() -> None:
         box = np.array([xs[0], ys[0], xs[1], ys[1]], np.float32)
         full = paste_masks(mask[None], box[None], (h, w))[0]
         expected = mask_util.encode(np.asfortranarray(full.astype(np.uint8)))
-        got = _rle(mask, box, (h, w))
+        inst = Instances((h, w), box[None], [0.9], [1], masks=mask[None])
+        got = _rle(*mask_crops(inst)[0], (h, w))
         assert got == {"size": [h, w], "counts": expected["counts"].decode("ascii")}, (k, h, w, box.tolist())
         cases += full.any()
     assert cases > 500  # most cases have pixels inside

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from streamseg.models.coco import COCO_SKELETON
-from streamseg.postprocess import paste_mask_in_box
+from streamseg.postprocess import mask_crops
 from streamseg.render.hud import draw_hud
 from streamseg.render.labels import draw_label, label_layout
 from streamseg.render.options import RenderOptions, color_for, visible_instances
@@ -102,13 +102,16 @@ def render(
     out = image.copy()
     lw = _line_width(out, opts)
     h, w = out.shape[:2]
+    crops = None
+    if instances.masks is not None and (opts.masks or opts.outlines):
+        crops = mask_crops(instances, opts.mask_thresh)  # pasted once per frame, shared with the JSONL
     # Draw low scores first so the most confident instances end on top.
     order = np.argsort(instances.scores, kind="stable")
     for i in order:
         color = color_for(int(instances.labels[i]), int(instances.track_ids[i]))
         box = instances.boxes[i]
-        if instances.masks is not None and (opts.masks or opts.outlines):
-            _draw_mask(out, instances.masks[i], box, color, opts, lw)
+        if crops is not None:
+            _draw_mask(out, *crops[i], color, opts, lw)
         if opts.boxes:
             x1, y1, x2, y2 = (int(round(float(v))) for v in box)
             if predicted:
@@ -164,19 +167,25 @@ _OUTLINE_EPS = 0.5
 
 
 def _draw_mask(
-    out: np.ndarray, mask: np.ndarray, box: np.ndarray, color: tuple[int, int, int], opts: RenderOptions, lw: int
+    out: np.ndarray,
+    region: tuple[int, int, int, int],
+    inside: np.ndarray,
+    color: tuple[int, int, int],
+    opts: RenderOptions,
+    lw: int,
 ) -> None:
-    """Fill and outline one mask on ``out``, working only on the box's crop.
+    """Fill and outline one mask on ``out``, working only on its box's crop.
+
+    Args:
+        region: ``(y0, y1, x0, x1)`` of the crop in ``out`` (:func:`~streamseg.postprocess.mask_crops`).
+        inside: the crop's uint8 mask (1 inside).
 
     The fill is ``round(pixel * (1 - alpha) + color * alpha)`` (a per-channel table,
     :func:`_blend_lut`, copied onto the crop where the mask is inside); the outline is
     the mask's external contour, simplified to within ``_OUTLINE_EPS`` px, anti-aliased.
     """
-    (y0, y1, x0, x1), probs = paste_mask_in_box(mask, box, out.shape[:2])
-    if probs.size == 0:
-        return
-    inside = (probs > opts.mask_thresh).view(np.uint8)
-    if not inside.any():
+    y0, y1, x0, x1 = region
+    if inside.size == 0 or not inside.any():
         return
     view = out[y0:y1, x0:x1]
     if opts.masks and opts.mask_alpha > 0:

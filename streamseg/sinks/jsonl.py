@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_util
 
-from streamseg.postprocess import paste_mask_in_box
+from streamseg.postprocess import mask_crops
 from streamseg.sinks.textfile import FlushedTextFile
 from streamseg.types import FrameResult, Instances
 
@@ -83,16 +83,15 @@ def crop_rle_counts(crop: np.ndarray, region: tuple[int, int, int, int], image_s
     return runs.astype(np.uint32)
 
 
-def _rle(mask: np.ndarray, box: np.ndarray, image_size: tuple[int, int]) -> dict[str, Any]:
-    """COCO RLE of one box-frame mask pasted into the full image (prob > 0.5).
+def _rle(region: tuple[int, int, int, int], crop: np.ndarray, image_size: tuple[int, int]) -> dict[str, Any]:
+    """COCO RLE of one pasted, binarised mask crop (:func:`~streamseg.postprocess.mask_crops`) in the full image.
 
     The same string as ``pycocotools.mask.encode`` of the full-size mask: the run lengths
     come from the box's crop (:func:`crop_rle_counts`) and pycocotools compresses them
     (``frPyObjects`` of an uncompressed RLE).
     """
     h, w = int(image_size[0]), int(image_size[1])
-    region, probs = paste_mask_in_box(mask, box, image_size)
-    counts = crop_rle_counts(probs > MASK_THRESHOLD, region, (h, w))
+    counts = crop_rle_counts(crop, region, (h, w))
     rle = mask_util.frPyObjects({"size": [h, w], "counts": counts}, h, w)
     return {"size": [h, w], "counts": rle["counts"].decode("ascii")}
 
@@ -109,7 +108,7 @@ def _instance_dict(inst: Instances, i: int, categories: Sequence[str]) -> dict[s
         "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
     }
     if inst.masks is not None:
-        out["segmentation"] = _rle(inst.masks[i], inst.boxes[i], inst.image_size)
+        out["segmentation"] = _rle(*mask_crops(inst, MASK_THRESHOLD)[i], inst.image_size)
     if inst.keypoints is not None and not np.isnan(inst.keypoints[i]).any():
         kps = inst.keypoints[i]
         out["keypoints"] = [v for x, y, _ in kps for v in (round(float(x), 2), round(float(y), 2), _VISIBLE)]
