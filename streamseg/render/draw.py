@@ -105,15 +105,16 @@ def render(
     crops = None
     if instances.masks is not None and (opts.masks or opts.outlines):
         crops = mask_crops(instances, opts.mask_thresh)  # pasted once per frame, shared with the JSONL
+    skeletons = _skeleton_points(instances.keypoints, opts) if instances.keypoints is not None and opts.keypoints else None
+    boxes = np.round(np.nan_to_num(instances.boxes)).astype(np.int64).tolist()  # round half to even, as round()
     # Draw low scores first so the most confident instances end on top.
     order = np.argsort(instances.scores, kind="stable")
-    for i in order:
+    for i in order.tolist():
         color = color_for(int(instances.labels[i]), int(instances.track_ids[i]))
-        box = instances.boxes[i]
         if crops is not None:
             _draw_mask(out, *crops[i], color, opts, lw)
         if opts.boxes:
-            x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+            x1, y1, x2, y2 = boxes[i]
             if predicted:
                 _dashed_rectangle(out, (x1, y1), (x2, y2), color, lw)
             else:
@@ -123,8 +124,8 @@ def render(
             if len(pts) >= 2:
                 poly = np.round(np.asarray(pts)).astype(np.int32).reshape(-1, 1, 2)
                 cv2.polylines(out, [poly], False, color, lw, cv2.LINE_AA)
-        if instances.keypoints is not None and opts.keypoints:
-            _draw_skeleton(out, instances.keypoints[i], color, opts, lw)
+        if skeletons is not None and skeletons[1][i].any():
+            _draw_skeleton(out, skeletons[0][i], skeletons[1][i], color, lw)
     if opts.labels and len(instances):
         texts, fonts, rects = label_layout(instances, categories, opts, (h, w), hud, predicted)
         for i in order:  # low scores first: where labels must overlap, the confident one is on top
@@ -196,21 +197,31 @@ def _draw_mask(
         cv2.drawContours(view, contours, -1, color, lw, cv2.LINE_AA)
 
 
-def _draw_skeleton(
-    out: np.ndarray, kps: np.ndarray, color: tuple[int, int, int], opts: RenderOptions, lw: int
-) -> None:
+#: The COCO skeleton's limbs as two index arrays (first and second keypoint of each limb).
+_LIMB_A, _LIMB_B = (np.array(side, np.int64) for side in zip(*COCO_SKELETON))
+
+
+def _skeleton_points(keypoints: np.ndarray, opts: RenderOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(N, K, 2) int32 pixel positions (rounded half to even, as ``round``) and (N, K) bool "drawn" flags.
+
+    A keypoint is drawn when it is finite and its score is above ``opts.keypoint_thresh``.
+    """
+    ok = np.isfinite(keypoints).all(axis=2) & (np.nan_to_num(keypoints[:, :, 2], nan=-np.inf) > opts.keypoint_thresh)
+    return np.round(np.nan_to_num(keypoints[:, :, :2])).astype(np.int32), ok
+
+
+def _draw_skeleton(out: np.ndarray, pts: np.ndarray, ok: np.ndarray, color: tuple[int, int, int], lw: int) -> None:
     """Draw one person's COCO skeleton on ``out``: limbs (one ``cv2.polylines`` call), then the keypoints.
 
-    A limb is drawn when both its keypoints score above ``opts.keypoint_thresh``; each
-    keypoint is a white disc with a ring of the instance's colour.
+    Args:
+        pts: (K, 2) int32 keypoint pixels; ok: (K,) bool, the keypoints to draw
+            (:func:`_skeleton_points`). A limb is drawn when both its keypoints are; each
+            keypoint is a white disc with a ring of the instance's colour.
     """
-    if np.isnan(kps).all():
-        return
-    ok = np.isfinite(kps).all(axis=1) & (kps[:, 2] > opts.keypoint_thresh)
-    pts = np.round(np.nan_to_num(kps[:, :2])).astype(np.int32)  # round half to even, as round()
-    limbs = [pts[[a, b]].reshape(2, 1, 2) for a, b in COCO_SKELETON if ok[a] and ok[b]]
-    if limbs:  # the same pixels as one cv2.line per limb
-        cv2.polylines(out, limbs, False, color, lw + 1, cv2.LINE_AA)
+    both = ok[_LIMB_A] & ok[_LIMB_B]
+    if both.any():  # the same pixels as one cv2.line per limb
+        limbs = np.stack([pts[_LIMB_A[both]], pts[_LIMB_B[both]]], axis=1).reshape(-1, 2, 1, 2)
+        cv2.polylines(out, list(limbs), False, color, lw + 1, cv2.LINE_AA)
     for x, y in pts[ok].tolist():
         cv2.circle(out, (x, y), lw + 2, (255, 255, 255), -1, cv2.LINE_AA)
         cv2.circle(out, (x, y), lw + 2, color, max(1, lw // 2), cv2.LINE_AA)
