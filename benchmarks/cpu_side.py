@@ -22,9 +22,11 @@ round so that drifts of the shared machine's speed hit them alike:
   thread, after the drawing (what the output threads give).
 
 It prints per clip the median fps of each measurement over the rounds, the ratio
-pipeline / limit, and the median and p95 ms per frame of each stage of the pipeline
-(all rounds pooled). Its last line is, for the 720p clip,
-``ratio_vs_limit=R render_ms=X jsonl_ms=Y``.
+pipeline / limit, the median and p95 ms per frame of each stage inside the pipeline
+(wall time, all rounds pooled: on 2 cores the stages share the CPU with the encoder's
+threads, so each takes longer than alone), and the render and JSONL cost alone (one
+thread, nothing else running). Its last line is, for the 720p clip,
+``ratio_vs_limit=R render_ms=X jsonl_ms=Y`` with X and Y the costs alone.
 """
 
 from __future__ import annotations
@@ -114,6 +116,41 @@ def pipeline_run(video: Path, frames: int, tmp: Path, instances: int, *, threads
     return Pipeline(source, backend, processor=processor).run()
 
 
+def stage_costs(video: Path, frames: int, instances: int) -> tuple[list[float], list[float]]:
+    """Render and JSONL ms per frame alone: in this thread, one after the other (the source decodes ahead).
+
+    Per frame, as the pipeline does it: the tracked generated instances, drawn (with the
+    HUD and trails; the masks are pasted here), then turned into the JSONL line (reusing
+    the pasted masks, :func:`streamseg.postprocess.mask_crops`) and serialised.
+    """
+    import json
+
+    from streamseg.backends.synthetic import SyntheticReplay
+    from streamseg.models.coco import COCO_CATEGORIES
+    from streamseg.render import TrackTrails, render
+    from streamseg.sinks.jsonl import result_to_dict
+    from streamseg.sources import open_source
+    from streamseg.tracking import ByteTracker, TrackerConfig
+    from streamseg.types import FrameResult
+
+    scene = SyntheticReplay(categories=COCO_CATEGORIES, model_name="maskrcnn_resnet50_fpn", count=instances)
+    tracker, trails = ByteTracker(TrackerConfig()), TrackTrails()
+    render_ms, jsonl_ms = [], []
+    with open_source(str(video), max_frames=frames) as src:
+        for frame in src:
+            tracked = tracker.update(scene.infer(frame.image)[0])
+            trails.update(tracked)
+            t0 = time.perf_counter()
+            render(frame.image, tracked, categories=COCO_CATEGORIES, hud=["30.0 fps", "model 1 ms"], trails=trails)
+            t1 = time.perf_counter()
+            line = result_to_dict(FrameResult(frame, tracked, {"decode": 1.0}), COCO_CATEGORIES)
+            json.dumps(line, separators=(",", ":"), allow_nan=False)
+            t2 = time.perf_counter()
+            render_ms.append((t1 - t0) * 1000)
+            jsonl_ms.append((t2 - t1) * 1000)
+    return render_ms, jsonl_ms
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=120, help="frames per measurement (default: 120)")
@@ -138,6 +175,7 @@ def main() -> int:
             c: {"decode": [], "limit": [], "pipeline": [], "one thread": []} for c in clips
         }
         stages: dict[str, dict[str, list[float]]] = {c: {s: [] for s in REPORTED} for c in clips}
+        alone: dict[str, dict[str, list[float]]] = {c: {"render": [], "jsonl": []} for c in clips}
         for r in range(args.rounds):
             for name, video in clips.items():
                 fps[name]["decode"].append(decode_fps(video, args.frames))
@@ -147,6 +185,9 @@ def main() -> int:
                 fps[name]["one thread"].append(pipeline_run(video, args.frames, tmp, args.instances, threads=False).fps)
                 for s in REPORTED:
                     stages[name][s].extend(summary.stage_ms.get(s, []))
+                render_ms, jsonl_ms = stage_costs(video, args.frames, args.instances)
+                alone[name]["render"].extend(render_ms)
+                alone[name]["jsonl"].extend(jsonl_ms)
                 print(f"round {r + 1} {name}: decode {fps[name]['decode'][-1]:.1f} fps, limit "
                       f"{fps[name]['limit'][-1]:.1f} fps, pipeline {fps[name]['pipeline'][-1]:.1f} fps "
                       f"(outputs in one thread {fps[name]['one thread'][-1]:.1f})", flush=True)
@@ -170,9 +211,15 @@ def main() -> int:
             f"{statistics.median(v):.1f} / {percentile(v, 95):.1f}" if (v := stages[name][s]) else "-" for s in REPORTED
         ]
         print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\nrender and JSONL alone (one thread, nothing else running), ms per frame, median / p95:")
+    print("| clip | render | jsonl |")
+    print("|---|---|---|")
+    for name in clips:
+        cells = [f"{statistics.median(v):.1f} / {percentile(v, 95):.1f}" for v in alone[name].values()]
+        print(f"| {name} | " + " | ".join(cells) + " |")
     hd = "juggle 1280x720"
-    print(f"ratio_vs_limit={ratios[hd]:.2f} render_ms={statistics.median(stages[hd]['render']):.1f} "
-          f"jsonl_ms={statistics.median(stages[hd]['jsonl']):.1f}")
+    print(f"ratio_vs_limit={ratios[hd]:.2f} render_ms={statistics.median(alone[hd]['render']):.1f} "
+          f"jsonl_ms={statistics.median(alone[hd]['jsonl']):.1f}")
     return 0
 
 
