@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from streamseg_engines import tensorrt_backend as tb
 from streamseg.errors import BackendError, ConfigError
+from streamseg.models.preprocess import preprocess
 from streamseg.postprocess import RawDetections, postprocess
 from streamseg_engines.build import RuntimeFacts
 from tests.conftest import data_path
@@ -64,6 +66,8 @@ class FakeEngine:
 
 def test_infer_uses_valid_rows_and_shared_postprocess(monkeypatch):
     monkeypatch.setattr(tb, "_check_runtime", lambda index: FACTS)
+    # The inputs are made on the backend's GPU; without one, the same torch code runs on the CPU.
+    monkeypatch.setattr(tb.TensorRTBackend, "_torch_device", property(lambda self: torch.device("cpu")))
     backend = tb.TensorRTBackend("demo", device="cuda", min_size=240, score_thresh=0.5)
     assert backend.device == "cuda:0" and backend.name == "tensorrt"
     image = np.zeros((240, 320, 3), np.uint8)
@@ -74,7 +78,10 @@ def test_infer_uses_valid_rows_and_shared_postprocess(monkeypatch):
     backend._engines[size] = fake
     instances, timings = backend.infer(image)
     assert set(timings) == {"preprocess", "model", "postprocess"}
-    assert fake.feeds["images"].shape == (1, 3, 256, 320)
+    assert isinstance(fake.feeds["images"], torch.Tensor) and fake.feeds["images"].dtype == torch.float32
+    assert tuple(fake.feeds["images"].shape) == (1, 3, 256, 320)
+    cpu_images, _ = preprocess(image, size=size, min_size=240, max_size=backend.max_size)
+    np.testing.assert_array_equal(fake.feeds["images"].numpy(), cpu_images)  # the one preprocessing
     assert fake.feeds["image_size"].tolist() == [240, 320]
     assert fake.feeds["score_thresh"].tolist() == pytest.approx([0.5])
     raw = RawDetections(

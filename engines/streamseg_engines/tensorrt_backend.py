@@ -1,12 +1,16 @@
 """The TensorRT backend: a serialized engine of the export-friendly graph, run on a CUDA stream.
 
-Per frame: the frame is preprocessed as torchvision's ``GeneralizedRCNNTransform``
-(``streamseg.models.preprocess.preprocess``: resize, normalise, zero-pad to the
-engine's H x W), copied into the engine's input buffers (torch CUDA tensors, no
-pycuda), the engine runs with ``IExecutionContext.execute_async_v3`` on a torch
-CUDA stream, and only the first ``num_detections`` rows of each output are copied
-back. The rows become :class:`~streamseg.postprocess.RawDetections` and go through
-the same :func:`~streamseg.postprocess.postprocess` as every other backend.
+Per frame: the uint8 frame is copied to the GPU and preprocessed there as
+torchvision's ``GeneralizedRCNNTransform``
+(``streamseg.models.preprocess.preprocess_tensor``: normalise, resize, zero-pad to the
+engine's H x W, the torch backend's arithmetic), copied into the engine's input
+buffers (torch CUDA tensors, no pycuda), the engine runs with
+``IExecutionContext.execute_async_v3`` on a torch CUDA stream, keypoint heatmaps are
+decoded on the GPU (``streamseg.postprocess.keypoints_from_heatmaps``), and only the
+first ``num_detections`` rows of each output are copied back (boxes, scores, labels,
+the 28 x 28 mask probabilities, the (n, 17, 3) keypoints). The rows become
+:class:`~streamseg.postprocess.RawDetections` and go through the same
+:func:`~streamseg.postprocess.postprocess` as every other backend.
 
 An engine has a fixed input size. The size is the frame's resized size rounded up
 to multiples of 32 (``streamseg.models.preprocess.network_size_for``, the padding
@@ -122,28 +126,35 @@ class TensorRTEngine:
 
         Args:
             feeds: ``{"images": (1, 3, H, W) float32, "image_size": (2,) float32,
-                "score_thresh": (1,) float32}``.
+                "score_thresh": (1,) float32}``, torch tensors on this engine's GPU (made
+                there by :meth:`TensorRTBackend._inputs`) or host numpy arrays.
 
         Returns:
-            Host arrays of the first ``num_detections`` rows of each per-detection output.
+            Host arrays of the first ``num_detections`` rows of each per-detection output,
+            with ``keypoint_heatmaps`` replaced by ``keypoints`` (n, 17, 3) decoded on the GPU.
 
         Raises:
             BackendError: execution failed.
         """
+        from streamseg.postprocess import keypoints_from_heatmaps
+
         torch = self._torch
         with torch.cuda.device(self._device), torch.cuda.stream(self._stream):
+            # The feeds were made on the device's default stream: this stream waits for them.
+            self._stream.wait_stream(torch.cuda.default_stream(self._device))
             for name, value in feeds.items():
                 buffer = self.inputs[name]
-                host = torch.from_numpy(np.ascontiguousarray(value)).reshape(buffer.shape)
-                buffer.copy_(host.to(buffer.dtype), non_blocking=True)
+                if not isinstance(value, torch.Tensor):
+                    value = torch.from_numpy(np.ascontiguousarray(value))
+                buffer.copy_(value.reshape(buffer.shape).to(buffer.dtype), non_blocking=True)
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise BackendError(f"TensorRT execute_async_v3 failed on {self.path}")
             n = valid_rows(self.outputs["num_detections"].to("cpu", non_blocking=False), self.rows)
-            host = {
-                name: self.outputs[name][:n].to("cpu", non_blocking=True)
-                for name in OUTPUT_ROWS
-                if name in self.outputs
-            }
+            rows = {name: self.outputs[name][:n] for name in OUTPUT_ROWS if name in self.outputs}
+            heatmaps = rows.pop("keypoint_heatmaps", None)
+            if heatmaps is not None:
+                rows["keypoints"] = keypoints_from_heatmaps(heatmaps, rows["boxes"])
+            host = {name: t.to("cpu", non_blocking=True) for name, t in rows.items()}
             self._stream.synchronize()
         return {name: t.numpy() for name, t in host.items()}
 
@@ -310,7 +321,42 @@ class TensorRTBackend(GraphBackend):
         """(H, W) engine input: the prebuilt engine's size, else torchvision's padded size."""
         return self._fixed or super().network_size(image_size)
 
-    def _run(self, index: int, size: tuple[int, int], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _inputs(self, image: np.ndarray, size: tuple[int, int]) -> tuple[dict[str, Any], tuple[int, int]]:
+        """The engine's inputs, made on the GPU: the uint8 frame is copied there and preprocessed there.
+
+        The arithmetic is :func:`~streamseg.models.preprocess.preprocess_tensor`'s (the
+        torch backend's): only the (H, W, 3) uint8 frame crosses PCIe, not the float
+        network input (12 bytes per pixel of the padded input at 800 px).
+
+        Returns:
+            ``(inputs, (h, w))``: ``images`` (1, 3, H', W') float32, ``image_size`` (2,)
+            float32, ``score_thresh`` (1,) float32, torch tensors on the backend's GPU;
+            (h, w) pixels.
+        """
+        import torch
+
+        from streamseg.models.preprocess import preprocess_tensor
+
+        device = self._torch_device
+        array = image if image.flags.writeable and image.flags.c_contiguous else np.array(image, order="C")
+        with torch.inference_mode():
+            frame = torch.from_numpy(array).to(device)
+            images, (h, w) = preprocess_tensor(frame, size=size, min_size=self.min_size, max_size=self.max_size)
+            inputs = {
+                "images": images,
+                "image_size": torch.tensor([h, w], dtype=torch.float32, device=device),
+                "score_thresh": torch.tensor([self.score_thresh], dtype=torch.float32, device=device),
+            }
+        return inputs, (h, w)
+
+    @property
+    def _torch_device(self) -> Any:
+        """The backend's GPU as a ``torch.device``."""
+        import torch
+
+        return torch.device("cuda", self._device_index)
+
+    def _run(self, index: int, size: tuple[int, int], inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Run the engine for ``size`` (found, built or loaded on first use); valid rows only."""
         return self._engine_for(size).run(inputs)
 
