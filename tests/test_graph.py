@@ -253,6 +253,27 @@ def test_explicit_onnx_file_runs_frames_that_fit(tmp_path: Path) -> None:
         backend.infer(np.zeros((480, 1280, 3), np.uint8))
 
 
+def test_io_binding_of_torch_tensors_gives_what_numpy_feeds_give(tmp_path: Path) -> None:
+    """The CUDA path binds torch tensors to the session by pointer; run here with CPU tensors, the real
+    ONNX Runtime must give exactly what the numpy feeds give (the GPU itself is not here)."""
+    import torch
+
+    from streamseg.backends.onnxruntime_backend import run_bound
+    from streamseg.datasets.demo_world import clip_frames
+
+    path = export_onnx("demo", size="256x320", flavour="ort", path=tmp_path / "demo.onnx")
+    backend = OnnxRuntimeBackend("demo", onnx_path=path, score_thresh=0.3, min_size=240)
+    frame = next(iter(clip_frames(seed=5, num_frames=1))).image
+    inputs, _ = backend._inputs(frame, (256, 320))  # numpy on the CPU
+    session = backend.session(0, (256, 320))
+    names = [o.name for o in session.get_outputs()]
+    expected = session.run(names, inputs)
+    got = run_bound(session, {k: torch.from_numpy(v) for k, v in inputs.items()}, names)
+    assert len(expected[0]) > 0
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_export_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown model 'yolo'"):
         export_onnx("yolo", size="256x320", flavour="ort", path=tmp_path / "x.onnx")

@@ -27,7 +27,7 @@ from streamseg.backends.graph_backend import OUTPUT_ROWS, GraphBackend, valid_ro
 from streamseg.errors import BackendError, ConfigError
 from streamseg.models.registry import DEFAULT_MODEL
 
-__all__ = ["OnnxRuntimeBackend", "session_options", "available_providers"]
+__all__ = ["OnnxRuntimeBackend", "session_options", "available_providers", "run_bound"]
 
 
 def _import_ort() -> Any:
@@ -197,11 +197,44 @@ class OnnxRuntimeBackend(GraphBackend):
                 raise BackendError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}") from exc
         return self._sessions[key]
 
-    def _run(self, index: int, size: tuple[int, int], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _inputs(self, image: np.ndarray, size: tuple[int, int]) -> tuple[dict[str, Any], tuple[int, int]]:
+        """The graph's inputs: on CUDA made on the GPU from the uint8 frame, else numpy on the CPU.
+
+        On ``cuda`` (with torch's CUDA): the frame is copied to the GPU and preprocessed there
+        (:func:`~streamseg.models.preprocess.preprocess_tensor`, the torch backend's
+        arithmetic); :meth:`_run` binds those tensors to the session (I/O binding), so the
+        float network input never crosses PCIe.
+        """
+        if not self.device.startswith("cuda"):
+            return super()._inputs(image, size)
+        import torch
+
+        if not torch.cuda.is_available():
+            return super()._inputs(image, size)
+        from streamseg.models.preprocess import preprocess_tensor
+
+        device = torch.device(self.device)
+        array = image if image.flags.writeable and image.flags.c_contiguous else np.array(image, order="C")
+        with torch.inference_mode():
+            images, (h, w) = preprocess_tensor(
+                torch.from_numpy(array).to(device), size=size, min_size=self.min_size, max_size=self.max_size
+            )
+            inputs = {
+                "images": images,
+                "image_size": torch.tensor([h, w], dtype=torch.float32, device=device),
+                "score_thresh": torch.tensor([self.score_thresh], dtype=torch.float32, device=device),
+            }
+        torch.cuda.synchronize(device)  # ONNX Runtime runs on its own stream
+        return inputs, (h, w)
+
+    def _run(self, index: int, size: tuple[int, int], inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         session = self.session(index, size)
         names = [o.name for o in session.get_outputs()]
         try:
-            outs = session.run(names, inputs)
+            if all(isinstance(v, np.ndarray) for v in inputs.values()):
+                outs = session.run(names, inputs)
+            else:
+                outs = run_bound(session, inputs, names)
         except Exception as exc:
             raise BackendError(f"ONNX Runtime failed: {str(exc).splitlines()[0]}") from exc
         out = dict(zip(names, outs, strict=True))
@@ -209,3 +242,32 @@ class OnnxRuntimeBackend(GraphBackend):
             n = valid_rows(out["num_detections"], len(out["boxes"]))
             out = {name: value[:n] for name, value in out.items() if name in OUTPUT_ROWS}
         return out
+
+
+def run_bound(session: Any, inputs: dict[str, Any], names: list[str]) -> list[np.ndarray]:
+    """Run ``session`` on torch tensors bound in place (ONNX Runtime's I/O binding), outputs to the host.
+
+    Args:
+        session: an ``onnxruntime.InferenceSession``.
+        inputs: ``{name: tensor}`` contiguous float32 torch tensors on the CPU or a CUDA
+            device (``bind_input`` by ``data_ptr``, no copy).
+        names: the outputs to return, in order.
+
+    Returns:
+        The outputs as numpy arrays (``copy_outputs_to_cpu``).
+    """
+    binding = session.io_binding()
+    for name, tensor in inputs.items():
+        tensor = tensor.contiguous()
+        binding.bind_input(
+            name=name,
+            device_type=tensor.device.type,
+            device_id=tensor.device.index or 0,
+            element_type=np.float32,
+            shape=tuple(tensor.shape),
+            buffer_ptr=tensor.data_ptr(),
+        )
+    for name in names:
+        binding.bind_output(name)
+    session.run_with_iobinding(binding)
+    return binding.copy_outputs_to_cpu()
