@@ -211,7 +211,8 @@ def main() -> int:
             f"{statistics.median(v):.1f} / {percentile(v, 95):.1f}" if (v := stages[name][s]) else "-" for s in REPORTED
         ]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print("\nrender and JSONL alone (one thread, nothing else running), ms per frame, median / p95:")
+    print("\nrender and JSONL alone (in one thread, one after the other; the source decodes ahead), ms per frame, "
+          "median / p95:")
     print("| clip | render | jsonl |")
     print("|---|---|---|")
     for name in clips:
