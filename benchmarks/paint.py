@@ -152,7 +152,7 @@ def main() -> int:
         )
         worker_ms = []
         for k, result in enumerate(results):
-            result = type(result)(result.frame, result.instances.replace(), result.timings_ms)  # nothing pasted yet
+            result = type(result)(result.frame, result.instances.replace(mask_crops=None), result.timings_ms)  # not pasted yet
             t0 = time.perf_counter()
             output.write(result, None)
             if k >= 5:  # warm-up

@@ -7,14 +7,8 @@ raw head outputs in network-input pixels, and this module turns them into
 Everything is numpy except keypoint decoding, which is torchvision's own code (torch
 is imported only when keypoints are decoded, so the renderer and sinks never load it).
 
-Mask pasting follows torchvision's ``paste_masks_in_image``
-(torchvision/models/detection/roi_heads.py): the M x M mask is padded by one
-cell of zeros, its box is scaled by (M + 2) / M about the centre and truncated
-to integer pixels, and the padded mask is resized bilinearly (half-pixel
-centres, ``align_corners=False``) to the box size and clipped to the image.
-OpenCV's bilinear resize rounds differently from ATen's by about 1e-6, so a pasted
-pixel within that of the 0.5 threshold may land on the other side (ATen itself
-rounds differently with the output width, through its vectorised loops).
+Masks stay M x M in the box frame here; pasting them into the image is
+:mod:`streamseg.masks`.
 
 Keypoint decoding is torchvision's ``heatmaps_to_keypoints`` (the function
 ``keypointrcnn_inference`` calls), run by torch on the heatmaps' device:
@@ -32,10 +26,10 @@ import dataclasses
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from streamseg.masks import paste_window
 from streamseg.types import MASK_SIZE, Instances
 
 if TYPE_CHECKING:
@@ -46,118 +40,13 @@ __all__ = [
     "box_iou",
     "heatmaps_to_keypoints",
     "keypoints_from_heatmaps",
-    "mask_crops",
     "merge_keypoints",
-    "paste_mask_in_box",
-    "paste_masks",
     "postprocess",
     "resize_boxes",
     "resize_keypoints",
 ]
 
 _F32 = np.float32
-_PADDING = 1  # cells of zero padding around the mask, as torchvision's expand_masks(padding=1)
-
-
-def paste_mask_in_box(
-    mask: np.ndarray, box: np.ndarray, image_size: tuple[int, int]
-) -> tuple[tuple[int, int, int, int], np.ndarray]:
-    """Paste one box-frame mask into its image region, without a full-size array.
-
-    Args:
-        mask: (M, M) float32 probabilities in the box frame.
-        box: (4,) float xyxy in image pixels.
-        image_size: (H, W) of the image, in pixels.
-
-    Returns:
-        ``((y0, y1, x0, x1), region)``: the clipped image region (half-open
-        pixel ranges, possibly empty) and (y1 - y0, x1 - x0) float32 mask
-        probabilities for it. ``full[y0:y1, x0:x1] = region`` gives the same
-        image as torchvision's ``paste_masks_in_image`` for this instance.
-    """
-    im_h, im_w = int(image_size[0]), int(image_size[1])
-    m = np.asarray(mask, dtype=np.float32)
-    size = m.shape[-1]
-    padded = cv2.copyMakeBorder(m, _PADDING, _PADDING, _PADDING, _PADDING, cv2.BORDER_CONSTANT, value=0.0)
-    scale = np.float32((size + 2 * _PADDING) / size)
-    b = np.asarray(box, dtype=np.float32)
-    # expand_boxes, in float32 as torchvision computes it, then .to(int64) (truncation).
-    w_half = (b[2] - b[0]) * np.float32(0.5) * scale
-    h_half = (b[3] - b[1]) * np.float32(0.5) * scale
-    x_c = (b[2] + b[0]) * np.float32(0.5)
-    y_c = (b[3] + b[1]) * np.float32(0.5)
-    bx0, bx1 = int(x_c - w_half), int(x_c + w_half)
-    by0, by1 = int(y_c - h_half), int(y_c + h_half)
-    w = max(bx1 - bx0 + 1, 1)
-    h = max(by1 - by0 + 1, 1)
-    x0, x1 = max(bx0, 0), min(bx1 + 1, im_w)
-    y0, y1 = max(by0, 0), min(by1 + 1, im_h)
-    if x1 <= x0 or y1 <= y0:
-        return (0, 0, 0, 0), np.zeros((0, 0), np.float32)
-    resized = cv2.resize(padded, (w, h), interpolation=cv2.INTER_LINEAR)
-    if resized.ndim == 1:  # cv2 drops a unit axis for 1-pixel sizes
-        resized = resized.reshape(h, w)
-    region = resized[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
-    return (y0, y1, x0, x1), np.ascontiguousarray(region, dtype=np.float32)
-
-
-def mask_crops(instances: Instances, threshold: float = 0.5) -> tuple[tuple[tuple[int, int, int, int], np.ndarray], ...]:
-    """Each instance's mask pasted into its box's region of the image and binarised, computed once per Instances.
-
-    The renderer and the JSONL writer of a frame both need these; the first to ask pastes
-    (:func:`paste_mask_in_box`, torchvision's pixels) and the other gets the kept value
-    (:meth:`Instances.derived <streamseg.types.Instances.derived>`).
-
-    Args:
-        instances: N instances with masks.
-        threshold: probability above which a pixel is inside (torchvision: 0.5).
-
-    Returns:
-        N pairs ``((y0, y1, x0, x1), crop)``: the clipped region (half-open pixel ranges,
-        possibly empty) and its (y1 - y0, x1 - x0) read-only uint8 mask, 1 inside, 0 outside.
-
-    Raises:
-        ValueError: ``instances`` has no masks.
-    """
-    if instances.masks is None:
-        raise ValueError("these instances have no masks")
-
-    def paste(inst: Instances) -> tuple[tuple[tuple[int, int, int, int], np.ndarray], ...]:
-        out = []
-        for mask, box in zip(inst.masks, inst.boxes):
-            region, probs = paste_mask_in_box(mask, box, inst.image_size)
-            crop = (probs > threshold).view(np.uint8)
-            crop.flags.writeable = False
-            out.append((region, crop))
-        return tuple(out)
-
-    return instances.derived(f"mask_crops@{float(threshold)!r}", paste)
-
-
-def paste_masks(
-    masks: np.ndarray, boxes: np.ndarray, image_size: tuple[int, int], threshold: float | None = 0.5
-) -> np.ndarray:
-    """Paste box-frame masks into full-size image masks.
-
-    Args:
-        masks: (N, M, M) float32 probabilities in the box frame.
-        boxes: (N, 4) float xyxy in image pixels.
-        image_size: (H, W) in pixels.
-        threshold: probability above which a pixel is inside (torchvision's
-            convention is ``> 0.5``); None returns the pasted probabilities.
-
-    Returns:
-        (N, H, W) bool masks, or float32 probabilities when ``threshold`` is None.
-        Costs N * H * W memory: for per-instance work use :func:`paste_mask_in_box`.
-    """
-    h, w = int(image_size[0]), int(image_size[1])
-    n = len(masks)
-    out = np.zeros((n, h, w), dtype=np.float32 if threshold is None else bool)
-    for i in range(n):
-        (y0, y1, x0, x1), region = paste_mask_in_box(masks[i], boxes[i], (h, w))
-        if region.size:
-            out[i, y0:y1, x0:x1] = region if threshold is None else region > threshold
-    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -463,8 +352,16 @@ def merge_keypoints(
     extra = kp_persons[~used[kp_persons]]
 
     masks = instances.masks
+    crops = instances.mask_crops
     if masks is not None:
         masks = np.concatenate([masks, np.zeros((extra.size, *masks.shape[1:]), dtype=_F32)])
+    if crops is not None:  # the added persons' all-zero masks: an all-zero crop of their window
+        for box in kp_instances.boxes[extra]:
+            _, _, _, _, y0, y1, x0, x1 = paste_window(box, instances.masks.shape[-1], instances.image_size)
+            empty = y1 <= y0 or x1 <= x0
+            zeros = np.zeros((0, 0) if empty else (y1 - y0, x1 - x0), np.uint8)
+            zeros.flags.writeable = False
+            crops = (*crops, ((0, 0, 0, 0) if empty else (y0, y1, x0, x1), zeros))
     merged = Instances(
         image_size=instances.image_size,
         boxes=np.concatenate([instances.boxes, kp_instances.boxes[extra]]),
@@ -473,5 +370,6 @@ def merge_keypoints(
         masks=masks,
         keypoints=np.concatenate([keypoints, kp_instances.keypoints[extra]]),
         track_ids=np.concatenate([instances.track_ids, np.full(extra.size, -1, dtype=np.int64)]),
+        mask_crops=crops,
     )
     return merged[np.argsort(-merged.scores, kind="stable")]

@@ -11,7 +11,7 @@ and of the right dtype). Indexing returns a new object.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -92,13 +92,20 @@ class Instances:
             models these are the COCO category ids, 1 = person).
         masks: (N, M, M) float32 mask probabilities in the box frame (the box is
             split into M x M cells), or None for a model without a mask head. Use
-            :func:`streamseg.postprocess.paste_masks` for full-size binary masks.
+            :func:`streamseg.masks.paste_masks` for full-size binary masks.
         keypoints: (N, 17, 3) float32 (x, y, score) in image pixels, or None for a
             model without keypoints. A row of NaN means "no keypoints for this
             instance" (for example a car, when keypoints come from a second model).
             The score is the keypoint heatmap logit at the peak (torchvision's
             ``keypoints_scores``).
         track_ids: (N,) int64 track IDs; -1 before tracking.
+        mask_crops: derived from ``masks`` and ``boxes``, or None until asked for: each
+            instance's mask pasted into its box's region of the image and binarised at 0.5,
+            as N pairs ``((y0, y1, x0, x1), (y1 - y0, x1 - x0) uint8 crop)``. A GPU backend
+            fills it on the device; otherwise :func:`streamseg.masks.mask_crops`
+            computes it once, on first use, and keeps it here for the frame's other
+            consumers (drawing, the JSONL). Kept by indexing and by :meth:`replace` of other
+            fields; dropped when ``boxes``, ``masks`` or ``image_size`` change.
 
     Raises:
         ValueError: if array shapes disagree.
@@ -111,6 +118,9 @@ class Instances:
     masks: np.ndarray | None = None
     keypoints: np.ndarray | None = None
     track_ids: np.ndarray | None = None
+    mask_crops: tuple[tuple[tuple[int, int, int, int], np.ndarray], ...] | None = dataclasses.field(
+        default=None, compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         h, w = (int(v) for v in self.image_size)
@@ -148,7 +158,11 @@ class Instances:
         if track_ids.shape[0] != n:
             raise ValueError(f"track_ids must be (N={n},), got {track_ids.shape}")
         object.__setattr__(self, "track_ids", track_ids)
-        object.__setattr__(self, "_derived", {})
+        if self.mask_crops is not None:
+            crops = tuple(self.mask_crops)
+            if len(crops) != n or self.masks is None:
+                raise ValueError(f"mask_crops must hold one (region, crop) per instance ({n}) of a mask model")
+            object.__setattr__(self, "mask_crops", crops)
 
     @classmethod
     def empty(
@@ -186,6 +200,10 @@ class Instances:
         def pick(a: np.ndarray | None) -> np.ndarray | None:
             return None if a is None else a[item]
 
+        crops = None
+        if self.mask_crops is not None:
+            crops = tuple(self.mask_crops[k] for k in np.arange(len(self))[item].reshape(-1).tolist())
+
         return Instances(
             image_size=self.image_size,
             boxes=self.boxes[item],
@@ -194,28 +212,17 @@ class Instances:
             masks=pick(self.masks),
             keypoints=pick(self.keypoints),
             track_ids=self.track_ids[item],
+            mask_crops=crops,
         )
 
-    def derived(self, key: str, compute: Callable[[Instances], Any]) -> Any:
-        """A value computed once from these read-only arrays and kept with this object.
-
-        For work several consumers repeat on the same instances, such as pasting each
-        mask into its box (:func:`streamseg.postprocess.mask_crops`, used by the renderer
-        and the JSONL writer of the same frame). Two threads asking at once may both
-        compute it; the value is the same. A new object (indexing, :meth:`replace`)
-        starts without it.
-
-        Args:
-            key: names the value (include its parameters, e.g. ``"mask_crops@0.5"``).
-            compute: ``compute(self)`` gives the value when it is not kept yet.
-        """
-        cache: dict[str, Any] = self._derived  # type: ignore[attr-defined]
-        if key not in cache:
-            cache[key] = compute(self)
-        return cache[key]
-
     def replace(self, **changes: Any) -> Instances:
-        """Return a copy with the given fields replaced (``dataclasses.replace``)."""
+        """Return a copy with the given fields replaced (``dataclasses.replace``).
+
+        ``mask_crops`` is kept unless ``boxes``, ``masks`` or ``image_size`` change (it derives
+        from them) or it is given.
+        """
+        if "mask_crops" not in changes and changes.keys() & {"boxes", "masks", "image_size"}:
+            changes["mask_crops"] = None
         return dataclasses.replace(self, **changes)
 
     @property

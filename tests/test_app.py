@@ -33,7 +33,7 @@ from streamseg_app.window import MainWindow  # noqa: E402
 
 from streamseg import cli  # noqa: E402
 from streamseg.datasets.demo_export import write_clip  # noqa: E402
-from streamseg.postprocess import paste_masks  # noqa: E402
+from streamseg.masks import paste_masks  # noqa: E402
 
 QStandardPaths.setTestModeEnabled(True)
 

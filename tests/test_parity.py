@@ -20,8 +20,9 @@ from torchvision.transforms.functional import to_tensor
 
 from streamseg.backends.torch_backend import TorchBackend, max_size_for
 from streamseg.errors import BackendError, ConfigError
+from streamseg.masks import paste_masks
 from streamseg.models.registry import get_model_spec
-from streamseg.postprocess import box_iou, paste_masks
+from streamseg.postprocess import box_iou
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IMAGES = DATA / "coco" / "val2017-80" / "images"

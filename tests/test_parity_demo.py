@@ -15,9 +15,9 @@ import torch
 
 from streamseg.backends.torch_backend import TorchBackend, max_size_for
 from streamseg.datasets.demo_world import clip_frames
+from streamseg.masks import paste_masks
 from streamseg.models.demo_model import DEMO_MIN_SIZE
 from streamseg.models.registry import get_model_spec
-from streamseg.postprocess import paste_masks
 
 from .test_parity import assert_same_detections, mask_iou, run_reference
 

@@ -9,13 +9,13 @@ from scipy.ndimage import gaussian_filter
 from torchvision.models.detection import roi_heads, transform
 from torchvision.ops import box_iou as tv_box_iou
 
+from streamseg.masks import paste_masks
 from streamseg.postprocess import (
     RawDetections,
     box_iou,
     heatmaps_to_keypoints,
     keypoints_from_heatmaps,
     merge_keypoints,
-    paste_masks,
     postprocess,
     resize_boxes,
 )
@@ -98,15 +98,15 @@ def test_heatmaps_to_keypoints_read_only_and_empty() -> None:
 # -- paste_masks ------------------------------------------------------------------------
 
 
-def test_paste_masks_matches_torchvision() -> None:
+def paste_case() -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """300 smooth masks and boxes that all touch a 240x320 image, many across a border, some under a pixel."""
     rng = np.random.default_rng(3)
     n, height, width = 300, 240, 320
     logits = gaussian_filter(rng.standard_normal((n, 28, 28)), (0, 3, 3)) * 8
     masks = (1 / (1 + np.exp(-logits))).astype(np.float32)
     w = np.exp(rng.uniform(np.log(0.2), np.log(500), n))
     h = np.exp(rng.uniform(np.log(0.2), np.log(500), n))
-    # Every box touches the image (torchvision's paste fails on boxes wholly outside);
-    # many cross a border, some are under a pixel.
+    # Every box touches the image (torchvision's paste fails on boxes wholly outside).
     x1 = rng.uniform(-0.8 * w, width - 0.2 * w)
     y1 = rng.uniform(-0.8 * h, height - 0.2 * h)
     boxes = np.stack([x1, y1, x1 + w, y1 + h], 1).astype(np.float32)
@@ -117,6 +117,11 @@ def test_paste_masks_matches_torchvision() -> None:
         [100, 100, 101, 102],
     ]
     masks[:4] = 0.9
+    return masks, boxes, (height, width)
+
+
+def test_paste_masks_matches_torchvision() -> None:
+    masks, boxes, (height, width) = paste_case()
     ref = roi_heads.paste_masks_in_image(
         torch.from_numpy(masks)[:, None], torch.from_numpy(boxes), (height, width)
     )
@@ -127,6 +132,59 @@ def test_paste_masks_matches_torchvision() -> None:
     iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
     assert iou.min() >= 0.999, np.argwhere(iou < 0.999)
     assert ours[:4].any(axis=(1, 2)).all()  # border-crossing and tiny boxes are pasted
+
+
+def test_paste_crops_tensor_is_torchvisions_paste_exactly() -> None:
+    """The GPU backends' paste (run here on the CPU) gives torchvision's pixels, every one."""
+    from streamseg.masks import paste_crops_tensor
+
+    masks, boxes, size = paste_case()
+    ref = roi_heads.paste_masks_in_image(torch.from_numpy(masks)[:, None], torch.from_numpy(boxes), size)
+    ref = ref[:, 0].numpy() > 0.5
+    crops = paste_crops_tensor(torch.from_numpy(masks), boxes, size)
+    full = np.zeros_like(ref)
+    for i, ((y0, y1, x0, x1), crop) in enumerate(crops):
+        assert crop.dtype == np.uint8 and not crop.flags.writeable
+        full[i, y0:y1, x0:x1] = crop.astype(bool)
+    np.testing.assert_array_equal(full, ref)
+    (region, crop), = paste_crops_tensor(torch.ones(1, 28, 28), np.array([[400, 10, 450, 60]], np.float32), size)
+    assert region == (0, 0, 0, 0) and crop.shape == (0, 0)  # wholly outside: empty, as mask_crops gives it
+
+
+def test_mask_crops_are_pasted_once_and_follow_the_instances() -> None:
+    from streamseg.masks import mask_crops
+
+    masks, boxes, size = paste_case()
+    inst = Instances(size, boxes[:6], np.linspace(0.9, 0.4, 6), [1, 3, 1, 3, 1, 3], masks=masks[:6])
+    assert inst.mask_crops is None
+    crops = mask_crops(inst)
+    assert inst.mask_crops is crops and mask_crops(inst) is crops  # kept, not pasted again
+    picked = inst[[4, 1]]
+    assert picked.mask_crops[0] is crops[4] and picked.mask_crops[1] is crops[1]  # indexing picks them
+    assert inst.replace(track_ids=np.arange(6)).mask_crops is crops  # other fields: kept
+    assert inst.replace(boxes=boxes[6:12]).mask_crops is None  # new boxes: dropped
+    assert mask_crops(inst, 0.3) is not crops and inst.mask_crops is crops  # another threshold: not kept
+    full = paste_masks(inst.masks, inst.boxes, size)
+    for (y0, y1, x0, x1), crop in crops:
+        assert crop.shape == (y1 - y0, x1 - x0)
+    np.testing.assert_array_equal(
+        np.stack([np.pad(c, ((r[0], size[0] - r[1]), (r[2], size[1] - r[3]))) for r, c in crops]).astype(bool), full
+    )
+    with pytest.raises(ValueError, match="mask_crops"):
+        Instances(size, boxes[:2], [0.9, 0.8], [1, 1], masks=masks[:2], mask_crops=crops[:1])
+
+
+def test_merge_keypoints_carries_mask_crops() -> None:
+    from streamseg.masks import mask_crops
+
+    instances = _mask_instances()
+    mask_crops(instances)
+    merged = merge_keypoints(instances, _keypoint_instances())
+    assert merged.mask_crops is not None
+    recomputed = mask_crops(merged.replace(mask_crops=None))
+    for (ra, ca), (rb, cb) in zip(merged.mask_crops, recomputed, strict=True):
+        assert ra == rb
+        np.testing.assert_array_equal(ca, cb)
 
 
 # -- postprocess ------------------------------------------------------------------------

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from streamseg.masks import paste_masks
 from streamseg.models.coco import COCO_CATEGORIES
-from streamseg.postprocess import paste_masks
 from streamseg.render import RenderOptions, color_for, draw_hud, render
 from streamseg.types import Instances
 

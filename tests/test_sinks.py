@@ -12,8 +12,8 @@ import pytest
 from pycocotools import mask as mask_util
 
 from streamseg.errors import SinkError
+from streamseg.masks import paste_masks
 from streamseg.models.coco import COCO_CATEGORIES
-from streamseg.postprocess import paste_masks
 from streamseg.sinks import JsonlWriter, VideoWriter, read_jsonl, result_to_dict
 from streamseg.sources import VideoFileSource
 from streamseg.types import Frame, FrameResult, Instances
@@ -269,7 +269,7 @@ def test_rle_from_the_crop_equals_pycocotools_encode_of_the_full_mask() -> None:
     Boxes inside, across every edge and corner, outside, tiny and image-filling; masks full,
     empty and random, on images of 1..60 px a side (1-pixel columns and rows included).
     """
-    from streamseg.postprocess import mask_crops
+    from streamseg.masks import mask_crops
     from streamseg.sinks.jsonl import _rle
 
     rng = np.random.default_rng(1)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from streamseg_engines import tensorrt_backend as tb
+from streamseg_engines.build import RuntimeFacts
+
 from streamseg.errors import BackendError, ConfigError
 from streamseg.models.preprocess import preprocess
 from streamseg.postprocess import RawDetections, postprocess
-from streamseg_engines.build import RuntimeFacts
 from tests.conftest import data_path
 
 FACTS = RuntimeFacts("NVIDIA H100 80GB HBM3", (9, 0), "10.13.0.35")
@@ -96,14 +96,41 @@ def test_infer_uses_valid_rows_and_shared_postprocess(monkeypatch):
         backend.infer(np.zeros((10, 10), np.uint8))
 
 
+def test_masks_kept_on_the_gpu_are_pasted_there(monkeypatch):
+    """The real engine keeps its (n, 28, 28) ``mask_probs`` rows on the GPU (``last_mask_probs``, a torch
+    view of the output buffer, float16 in fp16 engines); the backend pastes those and attaches the crops."""
+    from streamseg.masks import mask_crops
+
+    class GpuMasksEngine(FakeEngine):
+        def run(self, feeds):
+            out = super().run(feeds)
+            self.last_mask_probs = torch.from_numpy(out["mask_probs"]).to(torch.float16)
+            return out
+
+    monkeypatch.setattr(tb, "_check_runtime", lambda index: FACTS)
+    monkeypatch.setattr(tb.TensorRTBackend, "_torch_device", property(lambda self: torch.device("cpu")))
+    backend = tb.TensorRTBackend("demo", device="cuda", min_size=240, score_thresh=0.5)
+    size = backend.network_size((240, 320))
+    engine = GpuMasksEngine()
+    engine.input_size = size
+    backend._engines[size] = engine
+    instances, _ = backend.infer(np.zeros((240, 320, 3), np.uint8))
+    assert instances.mask_crops is not None and len(instances.mask_crops) == 2
+    # fp16 probabilities: the same crops as pasting the fp16-rounded masks on the host
+    rounded = instances.replace(masks=instances.masks.astype(np.float16).astype(np.float32))
+    for (ra, ca), (rb, cb) in zip(instances.mask_crops, mask_crops(rounded), strict=True):
+        assert ra == rb and (ca != cb).mean() < 0.01
+
+
 def test_raw_from_outputs_rejects_foreign_outputs():
     with pytest.raises(BackendError, match="outputs"):
         tb.raw_from_outputs({"boxes": np.zeros((1, 4))}, input_size=(10, 10), image_size=(10, 10))
 
 
 def test_prebuilt_engine_for_another_gpu_is_refused(tmp_path, monkeypatch):
-    from streamseg.errors import EngineError
     from streamseg_engines.cache import EngineCache, EngineKey
+
+    from streamseg.errors import EngineError
 
     monkeypatch.setattr(tb, "_check_runtime", lambda index: FACTS)
     key = EngineKey(model="demo", size=(256, 320), precision="fp16", onnx_sha256="a" * 64,
@@ -137,7 +164,7 @@ def test_engine_matches_torch_backend_on_coco(tmp_path):
     import cv2
 
     from streamseg.backends.torch_backend import TorchBackend
-    from streamseg.postprocess import paste_masks
+    from streamseg.masks import paste_masks
 
     folder = data_path("coco", "val2017-80", "images")
     images = sorted(folder.glob("*.jpg"))[:3]

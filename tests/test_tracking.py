@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from streamseg.errors import ConfigError, SinkError
-from streamseg.postprocess import box_iou, paste_masks
+from streamseg.masks import paste_masks
+from streamseg.postprocess import box_iou
 from streamseg.sinks.mot import MotWriter, read_mot
 from streamseg.tracking import (
     ByteTracker,

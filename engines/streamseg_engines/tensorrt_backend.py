@@ -10,7 +10,10 @@ decoded on the GPU (``streamseg.postprocess.keypoints_from_heatmaps``), and only
 first ``num_detections`` rows of each output are copied back (boxes, scores, labels,
 the 28 x 28 mask probabilities, the (n, 17, 3) keypoints). The rows become
 :class:`~streamseg.postprocess.RawDetections` and go through the same
-:func:`~streamseg.postprocess.postprocess` as every other backend.
+:func:`~streamseg.postprocess.postprocess` as every other backend; the kept masks are
+then pasted into their boxes and binarised on the GPU
+(:func:`~streamseg.masks.paste_crops_tensor`), and only their uint8 box crops are
+copied back (``Instances.mask_crops``).
 
 An engine has a fixed input size. The size is the frame's resized size rounded up
 to multiples of 32 (``streamseg.models.preprocess.network_size_for``, the padding
@@ -151,6 +154,8 @@ class TensorRTEngine:
                 raise BackendError(f"TensorRT execute_async_v3 failed on {self.path}")
             n = valid_rows(self.outputs["num_detections"].to("cpu", non_blocking=False), self.rows)
             rows = {name: self.outputs[name][:n] for name in OUTPUT_ROWS if name in self.outputs}
+            # Kept on the GPU for the backend to paste (a view of the output buffer: valid until the next run).
+            self.last_mask_probs = rows.get("mask_probs")
             heatmaps = rows.pop("keypoint_heatmaps", None)
             if heatmaps is not None:
                 rows["keypoints"] = keypoints_from_heatmaps(heatmaps, rows["boxes"])
@@ -251,6 +256,7 @@ class TensorRTBackend(GraphBackend):
 
         self._cache = EngineCache(cache_dir)
         self._engines: dict[tuple[int, int], Any] = {}
+        self._mask_probs: Any = None
         self._fixed: tuple[int, int] | None = None
         if engine is not None:
             loaded = self._load_prebuilt(Path(engine))
@@ -358,7 +364,14 @@ class TensorRTBackend(GraphBackend):
 
     def _run(self, index: int, size: tuple[int, int], inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Run the engine for ``size`` (found, built or loaded on first use); valid rows only."""
-        return self._engine_for(size).run(inputs)
+        engine = self._engine_for(size)
+        out = engine.run(inputs)
+        self._mask_probs = getattr(engine, "last_mask_probs", None)
+        return out
+
+    def _device_mask_probs(self) -> Any:
+        """The last run's (n, 28, 28) mask probabilities, still on the GPU: pasted there by ``infer``."""
+        return self._mask_probs
 
 
 def _cuda_index(device: str) -> int:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from streamseg.errors import BackendError, ConfigError, StreamsegError
+from streamseg.masks import paste_crops_tensor
 from streamseg.models.preprocess import IMAGE_MEAN, IMAGE_STD, max_size_for, network_size_for, preprocess
 from streamseg.models.registry import DEFAULT_MODEL, ModelSpec, get_model_spec
 from streamseg.postprocess import RawDetections, merge_keypoints, postprocess
@@ -230,6 +231,17 @@ class GraphBackend:
         """
         raise NotImplementedError
 
+    def _device_mask_probs(self) -> Any:
+        """The main model's last (n, M, M) mask probabilities as a device tensor, or None.
+
+        A GPU backend returns the graph's ``mask_probs`` rows of its last :meth:`_run`
+        (still on the GPU): :meth:`infer` then pastes and binarises them there
+        (:func:`~streamseg.masks.paste_crops_tensor`) and only the uint8 box crops
+        come back (``Instances.mask_crops``). The default (CPU backends): None, the crops
+        are pasted on the CPU when first drawn or written.
+        """
+        return None
+
     def infer_raw(self, image: np.ndarray) -> tuple[list[RawDetections], dict[str, float]]:
         """Run the graph(s) on one image up to :class:`RawDetections` (valid rows only).
 
@@ -284,6 +296,12 @@ class GraphBackend:
             raise BackendError(f"{self.name} backend failed on a {getattr(image, 'shape', '?')} image: {exc}") from exc
         t0 = time.perf_counter()
         instances = postprocess(raws[0], score_thresh=self.score_thresh, keypoint_labels=self.models[0].keypoint_labels)
+        device_masks = self._device_mask_probs()
+        if device_masks is not None and instances.masks is not None:
+            # The rows postprocess kept (score > threshold), pasted on the device.
+            keep = np.flatnonzero(raws[0].scores > np.float32(self.score_thresh))
+            crops = paste_crops_tensor(device_masks[keep], instances.boxes, instances.image_size)
+            instances = instances.replace(mask_crops=crops)
         if len(raws) > 1:
             instances = merge_keypoints(instances, postprocess(raws[1], score_thresh=self.score_thresh))
         timings["postprocess"] = (time.perf_counter() - t0) * 1e3

@@ -17,7 +17,11 @@ torchvision's own NMS and RoIAlign kernels. Per frame:
 4. only boxes, scores, labels, 28 x 28 mask probabilities and decoded keypoints are
    copied to the host, as :class:`~streamseg.postprocess.RawDetections`, and go through
    the :func:`~streamseg.postprocess.postprocess` every backend shares. No full-frame
-   mask is ever made.
+   mask is ever made;
+5. on CUDA (``device_masks``), the kept masks are also pasted into their boxes and
+   binarised on the GPU as torchvision's ``paste_masks_in_image`` does
+   (:func:`~streamseg.masks.paste_crops_tensor`), and the uint8 box crops come back
+   in one copy as ``Instances.mask_crops``, so the drawing and the JSONL paste nothing.
 """
 
 from __future__ import annotations
@@ -105,6 +109,8 @@ class TorchBackend(GraphBackend):
         allow_download: allow downloading missing registry weights.
         detections_per_img: at most this many detections per image and model, the
             most confident (torchvision's ``box_detections_per_img``, default 100).
+        device_masks: paste and binarise the masks on the device, copying back only the
+            uint8 box crops (``Instances.mask_crops``); None (default) does so on CUDA.
 
     Attributes:
         name: ``"torch"``.
@@ -139,6 +145,7 @@ class TorchBackend(GraphBackend):
         seed: int = 0,
         allow_download: bool = True,
         detections_per_img: int = 100,
+        device_masks: bool | None = None,
     ) -> None:
         super().__init__(
             model_name,
@@ -152,6 +159,8 @@ class TorchBackend(GraphBackend):
         )
         self._dev = _resolve_device(device)
         self.device = str(self._dev)
+        self.device_masks = self._dev.type == "cuda" if device_masks is None else bool(device_masks)
+        self._mask_probs: torch.Tensor | None = None  # the main model's last masks, on the device
         common = {
             "device": self.device,
             "seed": self.seed,
@@ -227,4 +236,10 @@ class TorchBackend(GraphBackend):
             heatmaps = outputs.pop("keypoint_heatmaps", None)
             if heatmaps is not None:
                 outputs["keypoints"] = keypoints_from_heatmaps(heatmaps, outputs["boxes"])
+            if index == 0:
+                self._mask_probs = outputs.get("mask_probs") if self.device_masks else None
             return {name: t.to("cpu").numpy() for name, t in outputs.items()}
+
+    def _device_mask_probs(self) -> torch.Tensor | None:
+        """The main model's last mask probabilities on the device when ``device_masks``, else None."""
+        return self._mask_probs

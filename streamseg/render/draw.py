@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from streamseg.masks import mask_crops
 from streamseg.models.coco import COCO_SKELETON
-from streamseg.postprocess import mask_crops
 from streamseg.render.hud import draw_hud
 from streamseg.render.labels import draw_label, label_layout
 from streamseg.render.options import RenderOptions, color_for, visible_instances
@@ -178,7 +178,7 @@ def _draw_mask(
     """Fill and outline one mask on ``out``, working only on its box's crop.
 
     Args:
-        region: ``(y0, y1, x0, x1)`` of the crop in ``out`` (:func:`~streamseg.postprocess.mask_crops`).
+        region: ``(y0, y1, x0, x1)`` of the crop in ``out`` (:func:`~streamseg.masks.mask_crops`).
         inside: the crop's uint8 mask (1 inside).
 
     The fill is ``round(pixel * (1 - alpha) + color * alpha)`` (a per-channel table,

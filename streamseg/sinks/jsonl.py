@@ -21,7 +21,7 @@ Schema of one line (coordinates in image pixels, times in seconds or ms)::
 The RLE is ``pycocotools.mask.encode`` of the full-size binary mask
 (probability > 0.5, pasted as torchvision's ``paste_masks_in_image``), so
 ``pycocotools.mask.decode`` gives back exactly
-:func:`streamseg.postprocess.paste_masks` for that instance.
+:func:`streamseg.masks.paste_masks` for that instance.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_util
 
-from streamseg.postprocess import mask_crops
+from streamseg.masks import mask_crops
 from streamseg.sinks.textfile import FlushedTextFile
 from streamseg.types import FrameResult, Instances
 
@@ -84,7 +84,7 @@ def crop_rle_counts(crop: np.ndarray, region: tuple[int, int, int, int], image_s
 
 
 def _rle(region: tuple[int, int, int, int], crop: np.ndarray, image_size: tuple[int, int]) -> dict[str, Any]:
-    """COCO RLE of one pasted, binarised mask crop (:func:`~streamseg.postprocess.mask_crops`) in the full image.
+    """COCO RLE of one pasted, binarised mask crop (:func:`~streamseg.masks.mask_crops`) in the full image.
 
     The same string as ``pycocotools.mask.encode`` of the full-size mask: the run lengths
     come from the box's crop (:func:`crop_rle_counts`) and pycocotools compresses them

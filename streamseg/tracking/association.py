@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from streamseg.postprocess import paste_mask_in_box
+from streamseg.masks import paste_mask_in_box
 from streamseg.types import Instances
 
 __all__ = [
@@ -109,7 +109,7 @@ def mask_iou(
     """IoU of box-frame masks, computed without full-size masks.
 
     Each (M, M) mask is pasted once into its own box with
-    :func:`streamseg.postprocess.paste_mask_in_box` (the same pixels as torchvision's
+    :func:`streamseg.masks.paste_mask_in_box` (the same pixels as torchvision's
     ``paste_masks_in_image``, clipped to the image) and binarised at ``threshold``.
     The intersection of two masks lies inside the intersection of their pasted
     windows, so only that window is compared; the union is
