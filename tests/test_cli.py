@@ -72,7 +72,8 @@ def test_run_vtest_writes_mp4_and_jsonl(tmp_path: Path) -> None:
     assert [r["pts"] for r in records] == pytest.approx([k / 10 for k in range(n)])
     for r in records:
         assert r["image_size"] == [576, 768]
-        assert {"decode", "preprocess", "model", "postprocess", "render", "encode"} <= set(r["timings_ms"])
+        # The stages before the outputs; the encoder writes in its own thread, beside the JSONL.
+        assert {"decode", "preprocess", "model", "postprocess", "render"} <= set(r["timings_ms"])
         for inst in r["instances"]:
             assert set(inst) >= {"track_id", "category_id", "label", "score", "bbox", "segmentation"}
             x, y, w, h = inst["bbox"]

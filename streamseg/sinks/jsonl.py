@@ -16,7 +16,13 @@ Schema of one line (coordinates in image pixels, times in seconds or ms)::
         "keypoints": [x1, y1, 2, ...],  # COCO 17 x (x, y, v), v = 2; if keypoints exist
         "keypoint_scores": [...]},      # 17 floats (heatmap logits)
      ],
-     "timings_ms": {"decode": 2.113, "model": 151.2}}
+     "timings_ms": {"decode": 2.113, "model": 151.2}}  # ms of the stages before the outputs
+
+``timings_ms`` holds the frame's stages up to its hand-over to the outputs (decode,
+preprocess, model, postprocess, track, render, and the outputs written in the stream's
+own thread before this one); the MP4 encoder and this writer run in threads of their
+own (:mod:`streamseg.core.output_worker`), so their times are in the run's summary, not
+here.
 
 The RLE is ``pycocotools.mask.encode`` of the full-size binary mask
 (probability > 0.5, pasted as torchvision's ``paste_masks_in_image``), so
