@@ -1,12 +1,9 @@
 """The ONNX Runtime backend: the exported graph (ort flavour) on CPU, or on CUDA where available.
 
-One :class:`onnxruntime.InferenceSession` per model and network-input size. The ONNX
-file is exported from the registry model on first use and cached
-(:func:`streamseg.export.cached_onnx`), or given explicitly (``onnx_path``), in which
-case its metadata must say it is our graph for this model (a file of another model,
-flavour, size or graph version is refused). Pre- and postprocessing are the ones
-every graph backend shares (:mod:`streamseg.backends.graph_backend`), so the
-Instances are those of the torch backend.
+One :class:`onnxruntime.InferenceSession` per model and network-input size, on the
+cached or given ONNX file (:mod:`streamseg.backends.exported`). Pre- and postprocessing
+are the ones every graph backend shares (:mod:`streamseg.backends.graph_backend`), so
+the Instances are those of the torch backend.
 
 Session options (tuned for this graph on a CPU): all graph optimisations
 (``ORT_ENABLE_ALL``: constant folding, Conv+BN/Relu fusion, layout transforms),
@@ -18,12 +15,12 @@ with memory patterns (the same shapes repeat every frame).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from streamseg.backends.graph_backend import OUTPUT_ROWS, GraphBackend, valid_rows
+from streamseg.backends.exported import ExportedGraphBackend, usable_cores
+from streamseg.backends.graph_backend import OUTPUT_ROWS, valid_rows
 from streamseg.errors import BackendError, ConfigError
 from streamseg.models.registry import DEFAULT_MODEL
 
@@ -50,13 +47,6 @@ def available_providers() -> list[str]:
     return list(onnxruntime.get_available_providers())
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def session_options(threads: int | None = None) -> Any:
     """The tuned :class:`onnxruntime.SessionOptions` (see the module docstring).
 
@@ -70,7 +60,7 @@ def session_options(threads: int | None = None) -> Any:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = int(threads or _cores())
+    options.intra_op_num_threads = int(threads or usable_cores())
     options.inter_op_num_threads = 1
     options.enable_cpu_mem_arena = True
     options.enable_mem_pattern = True
@@ -78,7 +68,7 @@ def session_options(threads: int | None = None) -> Any:
     return options
 
 
-class OnnxRuntimeBackend(GraphBackend):
+class OnnxRuntimeBackend(ExportedGraphBackend):
     """Mask R-CNN / Keypoint R-CNN under ONNX Runtime (the ``"onnxruntime"`` backend).
 
     Args:
@@ -117,8 +107,7 @@ class OnnxRuntimeBackend(GraphBackend):
         ort = _import_ort()
         if flavour not in ("ort", "trt"):
             raise ConfigError(f"unknown ONNX flavour {flavour!r}; use ort or trt")
-        self.flavour = flavour
-        super().__init__(model_name, **kwargs)
+        super().__init__(model_name, onnx_path=onnx_path, flavour=flavour, **kwargs)
         if device == "cpu":
             self.providers = ["CPUExecutionProvider"]
         elif device.startswith("cuda"):
@@ -135,45 +124,6 @@ class OnnxRuntimeBackend(GraphBackend):
         self.device = device
         self._threads = threads
         self._sessions: dict[tuple[int, tuple[int, int]], Any] = {}
-        self._fixed_size: tuple[int, int] | None = None
-        self._onnx_path = Path(onnx_path) if onnx_path is not None else None
-        if self._onnx_path is not None:
-            if len(self.models) > 1:
-                raise ConfigError("--onnx gives one model's file; it cannot be combined with --keypoints")
-            from streamseg.export import check_onnx_metadata
-            from streamseg.models.graph import parse_size
-
-            meta = check_onnx_metadata(self._onnx_path, model_name=self.model_name, flavour=flavour)
-            self._fixed_size = parse_size(meta["streamseg.size"])
-        else:
-            # Resolve (and verify) the weights now, so a missing file fails before any frame.
-            from streamseg.export import weights_id
-
-            self._weights_ids = [
-                weights_id(m.spec.name, self.weights_for(i), seed=self.seed, allow_download=self.allow_download)
-                for i, m in enumerate(self.models)
-            ]
-
-    def network_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
-        """The file's size for an explicit ``onnx_path``, else torchvision's padded size."""
-        return self._fixed_size or super().network_size(image_size)
-
-    def onnx_file(self, index: int, size: tuple[int, int]) -> Path:
-        """The ONNX file of model ``index`` at ``size`` (exported and cached on first use)."""
-        if self._onnx_path is not None:
-            return self._onnx_path
-        from streamseg.export import cached_onnx
-
-        return cached_onnx(
-            self.models[index].spec.name,
-            size=size,
-            flavour=self.flavour,
-            weights=self.weights_for(index),
-            seed=self.seed,
-            allow_download=self.allow_download,
-            detections_per_img=self.detections_per_img,
-            weights_sha256=self._weights_ids[index],
-        )
 
     def session(self, index: int, size: tuple[int, int]) -> Any:
         """The InferenceSession of model ``index`` at ``size`` (created once)."""
