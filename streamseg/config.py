@@ -89,6 +89,11 @@ def resolve_device(device: str, *, backend: str = "torch") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+#: The precisions each backend builds or compiles for (the first of tensorrt's and openvino's
+#: lists is not the default: see :attr:`ModelConfig.resolved_precision`).
+PRECISIONS: dict[str, tuple[str, ...]] = {"tensorrt": ("fp32", "fp16", "int8"), "openvino": ("fp32", "bf16")}
+
+
 class ModelConfig(_Config):
     """Which model runs, on which backend and device, at which input size and score floor.
 
@@ -107,8 +112,11 @@ class ModelConfig(_Config):
         seed: torch seed for ``weights="random"``.
         score_floor: the score the model runs with (exclusive, torchvision's
             ``box_score_thresh``), in [0, 1]: ByteTrack's low threshold, 0.1.
-        onnx: with ``backend="onnxruntime"``, a file from ``streamseg export`` instead of the cache.
-        precision: with ``backend="tensorrt"``, the engine precision.
+        onnx: with ``backend="onnxruntime"`` or ``"openvino"``, a file from ``streamseg export``
+            instead of the cache.
+        precision: the engine precision: with ``backend="tensorrt"`` fp32, fp16 or int8
+            (None: fp16); with ``backend="openvino"`` fp32 or bf16 (None: fp32); the other
+            backends run fp32 only.
         replay: with ``backend="replay"``, the streamseg JSONL whose detections are given
             back frame by frame (:mod:`streamseg.backends.replay`).
     """
@@ -123,7 +131,7 @@ class ModelConfig(_Config):
     seed: StrictInt = 0
     score_floor: StrictFloat = Field(default=MODEL_SCORE_FLOOR, ge=0.0, le=1.0)
     onnx: StrictStr | None = None
-    precision: Literal["fp32", "fp16", "int8"] = "fp16"
+    precision: Literal["fp32", "fp16", "bf16", "int8"] | None = None
     replay: StrictStr | None = None
 
     @field_validator("name")
@@ -159,11 +167,22 @@ class ModelConfig(_Config):
 
     @model_validator(mode="after")
     def _onnx_for_onnxruntime(self) -> ModelConfig:
-        if self.onnx is not None and self.backend != "onnxruntime":
-            raise ValueError("onnx (--onnx) is for backend onnxruntime")
+        if self.onnx is not None and self.backend not in ("onnxruntime", "openvino"):
+            raise ValueError("onnx (--onnx) is for backends onnxruntime and openvino")
         if (self.replay is not None) != (self.backend == "replay"):
             raise ValueError("backend replay and a replay file (--replay FILE.jsonl) go together")
+        allowed = PRECISIONS.get(self.backend, ("fp32",))
+        if self.precision is not None and self.precision not in allowed:
+            raise ValueError(
+                f"precision {self.precision} is not one of backend {self.backend}'s: {', '.join(allowed)} "
+                f"(tensorrt: {', '.join(PRECISIONS['tensorrt'])}; openvino: {', '.join(PRECISIONS['openvino'])})"
+            )
         return self
+
+    @property
+    def resolved_precision(self) -> str:
+        """``precision``, or the backend's default: fp16 for tensorrt, fp32 for the others."""
+        return self.precision or ("fp16" if self.backend == "tensorrt" else "fp32")
 
     @property
     def spec(self) -> Any:

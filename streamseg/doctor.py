@@ -114,6 +114,20 @@ def _check_onnxruntime() -> Check:
     return Check("onnxruntime", True, _version(ort), "providers: " + ", ".join(providers))
 
 
+def _check_openvino() -> Check:
+    ov, why = _import("openvino")
+    if ov is None:
+        return Check("openvino", False, "", f"{why}; pip install 'streamseg[openvino]'")
+    try:
+        core = ov.Core()
+        cpu = core.get_property("CPU", "FULL_DEVICE_NAME")
+        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception as exc:  # noqa: BLE001 - reported
+        return Check("openvino", False, _version(ov), f"its CPU plugin does not load ({exc})".splitlines()[0])
+    bf16 = "bf16 available" if "BF16" in caps else "no bf16 on this CPU"
+    return Check("openvino", True, _version(ov), f"CPU: {cpu}; {bf16}")
+
+
 def _check_simple(name: str, module: str, fix: str, detail: str = "") -> Check:
     mod, why = _import(module)
     if mod is None:
@@ -173,6 +187,7 @@ _STEPS: dict[str, Callable[[], list[Check]]] = {
     "onnx": lambda: [_check_simple("onnx", "onnx", _ONNX_FIX)],
     "onnxruntime": lambda: [_check_onnxruntime()],
     "onnxruntime-extensions": lambda: [_check_simple("onnxruntime-extensions", "onnxruntime_extensions", _ONNX_FIX)],
+    "openvino": lambda: [_check_openvino()],
     "triton": lambda: [_check_simple("triton", "triton", "pip install triton (comes with torch's CUDA build)")],
     "cuda-python": lambda: [_check_cuda_python()],
     "registered": _registered_checks,
@@ -211,6 +226,7 @@ def backend_verdicts(checks: list[Check]) -> dict[str, tuple[bool, str]]:
 
     - torch: torch and torchvision's ops (CPU, and CUDA when a GPU is visible).
     - onnxruntime: onnxruntime (its providers say CPU or CUDA).
+    - openvino: OpenVINO and its CPU plugin.
     - tensorrt: TensorRT, a CUDA GPU visible to torch, and the registered plugin.
     """
     by = {c.name: c for c in checks}
@@ -231,6 +247,10 @@ def backend_verdicts(checks: list[Check]) -> dict[str, tuple[bool, str]]:
         out["onnxruntime"] = (True, by["onnxruntime"].detail)
     else:
         out["onnxruntime"] = (False, why_not(["onnxruntime"]))
+    if ok("openvino"):
+        out["openvino"] = (True, by["openvino"].detail)
+    else:
+        out["openvino"] = (False, why_not(["openvino"]))
     need = ["tensorrt", "cuda", "roialign-plugin"]
     if all(ok(n) for n in need):
         out["tensorrt"] = (True, f"TensorRT {by['tensorrt'].version} on {by['cuda'].detail}")

@@ -73,7 +73,8 @@ def add_model_options(p: argparse.ArgumentParser, *, unset_defaults: bool = Fals
                    help="also run keypointrcnn_resnet50_fpn and attach 17 COCO keypoints to matching persons (box IoU)")
     g.add_argument("--backend", default=default(d.backend), choices=list(backend_names()),
                    help="torch = torchvision's modules (CPU or CUDA); onnxruntime = the exported graph under ONNX "
-                   "Runtime (exported and cached on first use, see `streamseg export`); replay = the detections of "
+                   "Runtime (exported and cached on first use, see `streamseg export`); openvino (with "
+                   "streamseg[openvino]) = that graph compiled by OpenVINO for the CPU; replay = the detections of "
                    "a JSONL file (--replay); tensorrt (with streamseg[tensorrt]) = a TensorRT engine with our "
                    "RoIAlign plugin. Default: torch")
     g.add_argument("--device", default=default(d.device), choices=["auto", "cpu", "cuda"],
@@ -87,10 +88,11 @@ def add_model_options(p: argparse.ArgumentParser, *, unset_defaults: bool = Fals
                    "torchvision's detections_per_img)")
     g.add_argument("--seed", type=int, default=default(0), help="seed for --weights random (default: 0)")
     g.add_argument("--onnx", metavar="FILE.onnx",
-                   help="with --backend onnxruntime: use this file from `streamseg export --flavour ort` instead "
+                   help="with --backend onnxruntime or openvino: use this file from `streamseg export --flavour ort` instead "
                    "of the cache (its size fixes the network input)")
-    g.add_argument("--precision", default=default(d.precision), choices=["fp32", "fp16", "int8"],
-                   help="with --backend tensorrt: engine precision (default: fp16)")
+    g.add_argument("--precision", default=default(d.precision), choices=["fp32", "fp16", "bf16", "int8"],
+                   help="engine precision: with --backend tensorrt fp32, fp16 or int8 (default: fp16); with "
+                   "--backend openvino fp32 or bf16 (default: fp32; bf16 where the CPU has it)")
     g.add_argument("--replay", metavar="FILE.jsonl",
                    help="with --backend replay: give back the detections of this streamseg JSONL frame by frame "
                    "instead of running a model (tracker, drawing and outputs run as usual); 'synthetic' or "

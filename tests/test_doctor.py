@@ -33,7 +33,7 @@ def test_doctor_json_and_parser():
     lines = []
     assert args.func(args, out=lines.append) == 0
     data = json.loads(lines[0])
-    assert set(data["backends"]) == {"torch", "onnxruntime", "tensorrt"}
+    assert set(data["backends"]) == {"torch", "onnxruntime", "openvino", "tensorrt"}
     assert any(c["name"] == "tensorrt" for c in data["checks"])
 
 

@@ -149,11 +149,16 @@ demo_only = pytest.mark.skipif(not DEMO_WEIGHTS.is_file(), reason=f"bundled demo
 
 @needs_images
 @demo_only
-@pytest.mark.parametrize("path", ["torch", "ort", "trt"])
+@pytest.mark.parametrize("path", ["torch", "ort", "trt", "openvino"])
 def test_demo_model_graph_matches_torchvision(path: str) -> None:
     common = {"score_thresh": 0.0, "min_size": 240}
     if path == "torch":
         backend = TorchBackend("demo", **common)
+    elif path == "openvino":
+        pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'streamseg[openvino]')")
+        from streamseg.backends.openvino_backend import OpenVINOBackend
+
+        backend = OpenVINOBackend("demo", **common)
     else:
         backend = OnnxRuntimeBackend("demo", flavour=path, **common)
     check_backend(backend, "demo", 240, None)
@@ -174,6 +179,15 @@ def test_random_weights_torch_graph_matches_torchvision(name: str) -> None:
 @pytest.mark.parametrize("name", [MASK, KEYPOINT])
 def test_random_weights_ort_flavour_matches_torchvision(name: str) -> None:
     check_backend(OnnxRuntimeBackend(name, weights="random", score_thresh=0.0), name, 800, "random")
+
+
+@needs_images
+@pytest.mark.slow
+def test_random_weights_openvino_fp32_matches_torchvision() -> None:
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'streamseg[openvino]')")
+    from streamseg.backends.openvino_backend import OpenVINOBackend
+
+    check_backend(OpenVINOBackend(MASK, weights="random", score_thresh=0.0), MASK, 800, "random")
 
 
 @needs_images

@@ -421,4 +421,6 @@ def create_backend(config: ModelConfig) -> TensorRTBackend:
     """
     from streamseg.backends import graph_backend_kwargs
 
-    return TensorRTBackend(device=config.resolved_device(), precision=config.precision, **graph_backend_kwargs(config))
+    return TensorRTBackend(
+        device=config.resolved_device(), precision=config.resolved_precision, **graph_backend_kwargs(config)
+    )

@@ -1,7 +1,7 @@
 """Inference backends behind one small protocol (:class:`~streamseg.backends.base.Backend`).
 
-:func:`create_backend` builds one from a :class:`~streamseg.config.ModelConfig`. Two
-backends are built in (``torch``, ``onnxruntime``); optional packages add more through
+:func:`create_backend` builds one from a :class:`~streamseg.config.ModelConfig`. Four
+backends are built in (``torch``, ``onnxruntime``, ``openvino``, ``replay``); optional packages add more through
 the ``streamseg.backends`` entry-point group (``streamseg[tensorrt]`` adds ``tensorrt``
 from ``streamseg_engines``), so the library never imports them. Importing this package
 imports neither torch nor any backend: each is loaded on first use.
@@ -64,15 +64,27 @@ def _onnxruntime(config: ModelConfig) -> Backend:
     return OnnxRuntimeBackend(device=config.resolved_device(), onnx_path=config.onnx, **graph_backend_kwargs(config))
 
 
+def _openvino(config: ModelConfig) -> Backend:
+    from streamseg.backends.openvino_backend import OpenVINOBackend
+
+    return OpenVINOBackend(device=config.resolved_device(), precision=config.resolved_precision,
+                           onnx_path=config.onnx, **graph_backend_kwargs(config))  # fmt: skip
+
+
 def _replay(config: ModelConfig) -> Backend:
     from streamseg.backends.replay import ReplayBackend
 
     return ReplayBackend.from_config(config)
 
 
-#: The built-in backends: torchvision's modules in our graph, that graph exported to ONNX Runtime,
-#: and detections recorded in a JSONL file given back at no model cost.
-BACKENDS: dict[str, Callable[[ModelConfig], Backend]] = {"torch": _torch, "onnxruntime": _onnxruntime, "replay": _replay}
+#: The built-in backends: torchvision's modules in our graph, that graph exported to ONNX Runtime
+#: or compiled by OpenVINO, and detections recorded in a JSONL file given back at no model cost.
+BACKENDS: dict[str, Callable[[ModelConfig], Backend]] = {
+    "torch": _torch,
+    "onnxruntime": _onnxruntime,
+    "openvino": _openvino,
+    "replay": _replay,
+}
 
 
 def _registered() -> dict[str, Any]:
