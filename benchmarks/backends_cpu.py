@@ -1,4 +1,4 @@
-"""Backend benchmark: the torch backend (our graph, eager) vs ONNX Runtime (ort flavour), one run.
+"""Backend benchmark: the torch backend (our graph, eager) vs ONNX Runtime and OpenVINO, one run.
 
 Usage::
 
@@ -12,19 +12,25 @@ detections per image, so every backend runs its mask head on exactly 20 RoIs:
   (:class:`~streamseg.models.graph.MaskRCNNGraph` run eagerly over torchvision's own
   modules; its outputs equal torchvision's ``model(images)``, tests/test_parity.py);
 * ``onnxruntime (ort)``: :class:`~streamseg.backends.onnxruntime_backend.OnnxRuntimeBackend`
-  (the exported ort flavour, tuned CPU session).
+  (the exported ort flavour, tuned CPU session);
+* ``openvino fp32`` and ``openvino bf16`` (when OpenVINO is installed):
+  :class:`~streamseg.backends.openvino_backend.OpenVINOBackend`, the same file compiled for
+  the CPU with the latency hint and the f32 or bf16 inference-precision hint.
 
 Each round times every backend on every frame (``infer``: preprocess, model and the
 shared postprocess), alternating backends frame by frame, so drifts in the shared
 machine's speed hit all of them alike; the table gives the median ms per frame over
 all rounds and the speed-up over the torch backend. Before timing, the outputs of
 every backend on the first frame are compared with the torch backend's (same labels,
-boxes within 0.05 px, scores within 1e-3), so the speed is at equal outputs.
+boxes within 0.05 px, scores within 1e-3), so the speed is at equal outputs; bf16 is
+reported but not held to it (with random weights near-tied scores reorder: reduced
+precision is judged by AP on a trained model).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import sys
 import tempfile
@@ -91,11 +97,20 @@ def main() -> int:
             "torch (graph, eager)": TorchBackend(MODEL, **common),
             "onnxruntime (ort)": OnnxRuntimeBackend(MODEL, **common),
         }
+        if importlib.util.find_spec("openvino") is not None:
+            from streamseg.backends.openvino_backend import OpenVINOBackend
+
+            for precision in ("fp32", "bf16"):
+                backends[f"openvino {precision}"] = OpenVINOBackend(MODEL, precision=precision, **common)
         reference = None
         for name, backend in backends.items():  # warm-up, export, and the equal-outputs check
             out, _ = backend.infer(frames[0])
             reference = out if reference is None else reference
-            print(f"  {min_size} px {name}: {_same(reference, out)}")
+            same = _same(reference, out)
+            print(f"  {min_size} px {name}: {same}")
+            if "bf16" not in name and not same.startswith("equal"):
+                print(f"  {name} does not give the torch backend's outputs: no speed is reported at unequal outputs")
+                return 1
         times: dict[str, list[float]] = {name: [] for name in backends}
         for _ in range(args.rounds):
             for frame in frames:
