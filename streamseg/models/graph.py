@@ -89,7 +89,7 @@ __all__ = [
 
 #: Version of the graph's inputs, outputs and semantics; written into exported ONNX files
 #: and checked when one is loaded. Bump it when either changes.
-GRAPH_VERSION = "2"
+GRAPH_VERSION = "3"  # 3: mask probabilities taken with [:, 0] (no ONNX If)
 #: Graph input names, in order.
 INPUT_NAMES = ("images", "image_size", "score_thresh")
 
@@ -378,7 +378,9 @@ class MaskRCNNGraph(nn.Module):
             logits = self.mask_predictor(self.mask_head(self.mask_roi_align(boxes, *features[:4])))
             m = logits.shape[-1]
             index = labels.reshape(-1, 1, 1, 1).expand(-1, 1, m, m)
-            outputs.append(torch.sigmoid(logits.gather(1, index).squeeze(1)))
+            # [:, 0], not .squeeze(1): squeeze of a dimension the exporter cannot prove is 1 becomes an
+            # ONNX If (rank 3 or rank 4 branches), which TensorRT rejects and NNCF must quantize around.
+            outputs.append(torch.sigmoid(logits.gather(1, index)[:, 0]))
         if self.has_keypoints:
             pooled = self.keypoint_roi_align(boxes, *features[:4])
             outputs.append(self.keypoint_predictor(self.keypoint_head(pooled)))
