@@ -13,9 +13,10 @@ from onnx.reference import ReferenceEvaluator
 
 from streamseg.errors import BackendError, ConfigError, EngineError
 from streamseg_engines import onnx_prep
-from streamseg_engines.build import RuntimeFacts, calibration_source_digest, engine_key, ensure_engine
+from streamseg_engines.build import RuntimeFacts, engine_key, ensure_engine
 from streamseg_engines.cache import EngineCache, EngineKey, parse_size
-from streamseg_engines.calib import calibration_arrays, sample_frames
+from streamseg.calibration import calibration_source_digest, sample_frames
+from streamseg_engines.calib import calibration_arrays
 from streamseg_engines.precision import plan_precision
 from tests.conftest import data_path
 

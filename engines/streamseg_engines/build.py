@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from streamseg.calibration import calibration_source_digest
 from streamseg.errors import BackendError, ConfigError, EngineError
 from streamseg.models.graph import IMAGE_MEAN, IMAGE_STD
 from streamseg_engines.cache import EngineCache, EngineKey, EngineRecord, file_sha256, format_size
@@ -32,7 +33,6 @@ __all__ = [
     "IMAGE_MEAN",
     "IMAGE_STD",
     "RuntimeFacts",
-    "calibration_source_digest",
     "engine_key",
     "ensure_engine",
     "plugin_sha256",
@@ -108,22 +108,6 @@ def plugin_sha256() -> str:
             spec = None
         if spec is not None and spec.origin and Path(spec.origin).is_file():
             digest.update(Path(spec.origin).read_bytes())
-    return digest.hexdigest()
-
-
-def calibration_source_digest(source: str | Path, count: int) -> str:
-    """sha256 naming an INT8 calibration set: the source's files (names and bytes) and the frame count.
-
-    Raises:
-        ConfigError: the source does not exist.
-    """
-    path = Path(source)
-    if not path.exists():
-        raise ConfigError(f"calibration source {source} does not exist (give a video file or an image folder)")
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    digest = hashlib.sha256(f"frames={int(count)};".encode())
-    for f in files:
-        digest.update(f"{f.relative_to(path) if path.is_dir() else f.name}:{file_sha256(f)};".encode())
     return digest.hexdigest()
 
 
@@ -358,8 +342,9 @@ def _int8_ort(
 ) -> Path:
     """Calibrate and quantize the ort flavour with ModelOpt; return the quantized ONNX."""
     from streamseg.backends.torch_backend import max_size_for
+    from streamseg.calibration import sample_frames
     from streamseg.models.graph import preprocess
-    from streamseg_engines.calib import calibration_arrays, sample_frames
+    from streamseg_engines.calib import calibration_arrays
 
     frames = sample_frames(calib, count)
     say(f"calibrating INT8 on {len(frames)} frames of {calib}")

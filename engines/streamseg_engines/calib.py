@@ -1,65 +1,18 @@
-"""INT8 calibration data: frames of a video or an image folder, preprocessed as the engine's input.
+"""INT8 calibration data for ModelOpt: sampled frames, preprocessed as the engine's input.
 
-Calibration should look like deployment: frames of the cameras the engine will
-watch. :func:`calibration_arrays` samples ``count`` frames spread over a video file
-or an image folder (any source :func:`streamseg.sources.open_source` reads), runs
-the same preprocessing as the TensorRT backend, and stacks them into the
-``{input name: array}`` dict ModelOpt's ``quantize(calibration_data=...)`` takes.
+The frames come from :func:`streamseg.calibration.sample_frames` (a sample of the user's
+video or image folder); :func:`calibration_arrays` runs the TensorRT backend's
+preprocessing on them and stacks them into the ``{input name: array}`` dict ModelOpt's
+``quantize(calibration_data=...)`` takes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-from streamseg.errors import ConfigError, SourceError
-
-__all__ = ["DEFAULT_CALIB_FRAMES", "calibration_arrays", "sample_frames"]
-
-#: Frames used for calibration by default (TensorRT suggests a few hundred for CNNs;
-#: 64 keeps ModelOpt's ONNX Runtime calibration pass of Mask R-CNN to minutes).
-DEFAULT_CALIB_FRAMES = 64
-
-
-def sample_frames(source: str | Path, count: int) -> list[np.ndarray]:
-    """Up to ``count`` RGB frames spread evenly over a video file or an image folder.
-
-    Args:
-        source: a video file or a folder of images.
-        count: how many frames (at least 1).
-
-    Returns:
-        A list of (H, W, 3) uint8 RGB arrays (fewer than ``count`` for a short source).
-
-    Raises:
-        ConfigError: ``count`` < 1, or ``source`` is not a file or folder.
-        SourceError: the source cannot be read or has no frame.
-    """
-    from streamseg.sources import open_source
-
-    if count < 1:
-        raise ConfigError(f"the number of calibration frames must be at least 1, got {count}")
-    path = Path(source)
-    if not path.exists():
-        raise ConfigError(f"calibration source {source} does not exist (give a video file or an image folder)")
-    src = open_source(str(path))
-    try:
-        info = src.open()
-        total = info.num_frames or count
-        stride = max(1, total // count)
-        frames = []
-        for index, frame in enumerate(src):
-            if index % stride == 0:
-                frames.append(np.array(frame.image))
-                if len(frames) == count:
-                    break
-    finally:
-        src.stop()
-    if not frames:
-        raise SourceError(f"no frame could be read from the calibration source {source}")
-    return frames
+__all__ = ["calibration_arrays"]
 
 
 def calibration_arrays(
