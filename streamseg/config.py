@@ -91,7 +91,7 @@ def resolve_device(device: str, *, backend: str = "torch") -> str:
 
 #: The precisions each backend builds or compiles for (the first of tensorrt's and openvino's
 #: lists is not the default: see :attr:`ModelConfig.resolved_precision`).
-PRECISIONS: dict[str, tuple[str, ...]] = {"tensorrt": ("fp32", "fp16", "int8"), "openvino": ("fp32", "bf16")}
+PRECISIONS: dict[str, tuple[str, ...]] = {"tensorrt": ("fp32", "fp16", "int8"), "openvino": ("fp32", "bf16", "int8")}
 
 
 class ModelConfig(_Config):
@@ -119,6 +119,8 @@ class ModelConfig(_Config):
             backends run fp32 only.
         replay: with ``backend="replay"``, the streamseg JSONL whose detections are given
             back frame by frame (:mod:`streamseg.backends.replay`).
+        calib: with ``precision="int8"``, the video file or image folder to calibrate on
+            (:mod:`streamseg.calibration`).
     """
 
     name: StrictStr = "maskrcnn_resnet50_fpn"
@@ -133,6 +135,7 @@ class ModelConfig(_Config):
     onnx: StrictStr | None = None
     precision: Literal["fp32", "fp16", "bf16", "int8"] | None = None
     replay: StrictStr | None = None
+    calib: StrictStr | None = None
 
     @field_validator("name")
     @classmethod
@@ -177,6 +180,10 @@ class ModelConfig(_Config):
                 f"precision {self.precision} is not one of backend {self.backend}'s: {', '.join(allowed)} "
                 f"(tensorrt: {', '.join(PRECISIONS['tensorrt'])}; openvino: {', '.join(PRECISIONS['openvino'])})"
             )
+        if self.calib is not None and self.precision != "int8":
+            raise ValueError("calib (--calib) is only used with precision int8")
+        if self.precision == "int8" and self.backend == "openvino" and self.calib is None:
+            raise ValueError("precision int8 needs calibration frames: calib (--calib VIDEO_OR_FOLDER)")
         return self
 
     @property

@@ -40,6 +40,7 @@ MODEL_FLAGS = {
     "onnx": "onnx",
     "precision": "precision",
     "replay": "replay",
+    "calib": "calib",
 }
 
 
@@ -92,7 +93,11 @@ def add_model_options(p: argparse.ArgumentParser, *, unset_defaults: bool = Fals
                    "of the cache (its size fixes the network input)")
     g.add_argument("--precision", default=default(d.precision), choices=["fp32", "fp16", "bf16", "int8"],
                    help="engine precision: with --backend tensorrt fp32, fp16 or int8 (default: fp16); with "
-                   "--backend openvino fp32 or bf16 (default: fp32; bf16 where the CPU has it)")
+                   "--backend openvino fp32, bf16 (where the CPU has it) or int8 (NNCF, needs --calib); "
+                   "default fp32")
+    g.add_argument("--calib", metavar="VIDEO_OR_DIR",
+                   help="with --precision int8: calibrate on frames of this video file or image folder (your own "
+                   "cameras' footage; the quantized model is cached per calibration set)")
     g.add_argument("--replay", metavar="FILE.jsonl",
                    help="with --backend replay: give back the detections of this streamseg JSONL frame by frame "
                    "instead of running a model (tracker, drawing and outputs run as usual); 'synthetic' or "

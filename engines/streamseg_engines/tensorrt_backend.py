@@ -422,5 +422,6 @@ def create_backend(config: ModelConfig) -> TensorRTBackend:
     from streamseg.backends import graph_backend_kwargs
 
     return TensorRTBackend(
-        device=config.resolved_device(), precision=config.resolved_precision, **graph_backend_kwargs(config)
+        device=config.resolved_device(), precision=config.resolved_precision, calib=config.calib,
+        **graph_backend_kwargs(config),
     )

@@ -68,7 +68,7 @@ def _openvino(config: ModelConfig) -> Backend:
     from streamseg.backends.openvino_backend import OpenVINOBackend
 
     return OpenVINOBackend(device=config.resolved_device(), precision=config.resolved_precision,
-                           onnx_path=config.onnx, **graph_backend_kwargs(config))  # fmt: skip
+                           calib=config.calib, onnx_path=config.onnx, **graph_backend_kwargs(config))  # fmt: skip
 
 
 def _replay(config: ModelConfig) -> Backend:

@@ -9,7 +9,13 @@ as the cores this process may use. OpenVINO keeps the compiled blob in its model
 
 Precision: ``fp32`` compiles with ``INFERENCE_PRECISION_HINT = f32`` (OpenVINO would
 otherwise pick bf16 on a CPU with AVX-512 BF16 or AMX); ``bf16`` asks for bf16 inference,
-where the CPU has it. Pre- and postprocessing are the ones every graph backend shares
+where the CPU has it. ``int8`` quantizes the graph after training with NNCF
+(``nncf.quantize``, the MIXED preset: symmetric weights, asymmetric activations; the
+mask and keypoint heads stay in float, :data:`FLOAT_HEADS`),
+calibrated on frames of the user's own video or image folder (``calib``,
+:func:`streamseg.calibration.sample_frames`), and keeps the quantized model as OpenVINO
+IR in the cache, named by the ONNX file (model, weights, size) and the calibration set's
+digest, which is also written into the IR and checked when it is loaded. Pre- and postprocessing are the ones every graph backend shares
 (:mod:`streamseg.backends.graph_backend`), so the Instances are those of the torch
 backend, up to the engine's arithmetic.
 """
@@ -17,6 +23,7 @@ backend, up to the engine's arithmetic.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +31,21 @@ import numpy as np
 
 from streamseg.backends.exported import ExportedGraphBackend, usable_cores
 from streamseg.backends.graph_backend import OUTPUT_ROWS
+from streamseg.calibration import DEFAULT_CALIB_FRAMES, calibration_source_digest, sample_frames
 from streamseg.errors import BackendError, ConfigError
 from streamseg.models.registry import DEFAULT_MODEL
 
-__all__ = ["OpenVINOBackend", "PRECISIONS", "import_openvino"]
+__all__ = ["FLOAT_HEADS", "OpenVINOBackend", "PRECISIONS", "import_openvino"]
 
+#: Graph nodes INT8 leaves in float (NNCF ignored scope, by ONNX node name): the mask and keypoint
+#: heads. Quantized, they cost the demo model 0.19 segm AP and 0.79 keypoint AP on the held-out
+#: clip (benchmarks/accuracy_cpu.py); the backbone, FPN, RPN and box head quantize at -0.003 bbox AP.
+FLOAT_HEADS = ("/mask_head/.*", "/mask_predictor/.*", "/keypoint_head/.*", "/keypoint_predictor/.*")
 #: The exported graph's output names (the per-detection rows and their count).
 _GRAPH_OUTPUTS = frozenset((*OUTPUT_ROWS, "num_detections"))
-#: The precisions this backend compiles for, and OpenVINO's inference-precision hint for each.
-PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+#: The precisions this backend compiles for, and OpenVINO's inference-precision hint for each
+#: (INT8 layers run in int8 whatever the hint; the layers NNCF leaves in float run in f32).
+PRECISIONS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 
 
 def import_openvino() -> Any:
@@ -54,7 +67,10 @@ class OpenVINOBackend(ExportedGraphBackend):
     Args:
         model_name: registry name.
         device: ``"cpu"`` (OpenVINO's ``CPU`` device).
-        precision: ``"fp32"`` or ``"bf16"`` (OpenVINO's inference-precision hint).
+        precision: ``"fp32"``, ``"bf16"`` (OpenVINO's inference-precision hint) or ``"int8"``
+            (NNCF post-training quantization, needs ``calib``).
+        calib: with ``int8``, a video file or image folder to calibrate on.
+        calib_frames: frames sampled from ``calib``.
         onnx_path: an ONNX file from ``streamseg export --flavour ort`` instead of the cache.
         threads: inference threads (default: the cores this process may use).
         **kwargs: :class:`~streamseg.backends.graph_backend.GraphBackend`'s arguments
@@ -80,6 +96,8 @@ class OpenVINOBackend(ExportedGraphBackend):
         *,
         device: str = "cpu",
         precision: str = "fp32",
+        calib: str | os.PathLike[str] | None = None,
+        calib_frames: int = DEFAULT_CALIB_FRAMES,
         onnx_path: str | os.PathLike[str] | None = None,
         threads: int | None = None,
         **kwargs: Any,
@@ -88,8 +106,17 @@ class OpenVINOBackend(ExportedGraphBackend):
         if device != "cpu":
             raise ConfigError(f"the openvino backend runs on the CPU here; got device {device!r} (use --device cpu)")
         if precision not in PRECISIONS:
-            raise ConfigError(f"the openvino backend compiles for {' or '.join(PRECISIONS)}, got precision {precision!r}")
+            raise ConfigError(f"the openvino backend compiles for {', '.join(PRECISIONS)}, got precision {precision!r}")
+        if (precision == "int8") != (calib is not None):
+            raise ConfigError(
+                "--precision int8 needs calibration frames: --calib VIDEO_OR_FOLDER (frames of your own cameras)"
+                if calib is None
+                else "--calib is only used with --precision int8"
+            )
         super().__init__(model_name, onnx_path=onnx_path, flavour="ort", **kwargs)
+        self.calib = None if calib is None else Path(calib)
+        self.calib_frames = int(calib_frames)
+        self._calib_sha256 = None if calib is None else calibration_source_digest(calib, self.calib_frames)
         self.device = "cpu"
         self.precision = precision
         self.threads = int(threads or usable_cores())
@@ -113,12 +140,58 @@ class OpenVINOBackend(ExportedGraphBackend):
             path = self.onnx_file(index, size)
             core = self._ov.Core()
             core.set_property({"CACHE_DIR": str(_cache_dir(path))})
+            source: Any = str(path) if self.precision != "int8" else self.quantized(core, index, size)
             try:
-                model = core.compile_model(str(path), "CPU", self.compile_options())
+                model = core.compile_model(source, "CPU", self.compile_options())
             except RuntimeError as exc:
                 raise BackendError(f"OpenVINO cannot compile {path}: {str(exc).strip().splitlines()[0]}") from exc
             self._compiled[key] = (model, model.create_infer_request())
         return self._compiled[key]
+
+    def quantized(self, core: Any, index: int, size: tuple[int, int]) -> Any:
+        """The INT8 model of model ``index`` at ``size``: from the cache, or quantized now with NNCF.
+
+        Raises:
+            BackendError: NNCF is not installed.
+            ConfigError: a cached INT8 model was calibrated on another set (or from another
+                file) than its name says; no calibration frame fits the network size.
+            SourceError: the calibration source yields no frame.
+        """
+        path = self.onnx_file(index, size)
+        ir = _cache_dir(path) / f"{path.stem}-int8-{self._calib_sha256[:16]}.xml"
+        if ir.is_file():
+            model = core.read_model(str(ir))
+            made_from = {k: _rt_info(model, k) for k in ("calib_sha256", "onnx")}
+            if made_from != {"calib_sha256": self._calib_sha256, "onnx": path.name}:
+                raise ConfigError(
+                    f"{ir} was quantized from another calibration set or ONNX file ({made_from}) than its "
+                    f"name says; refused: delete it to calibrate again on {self.calib}"
+                )
+            return model
+        try:
+            import nncf
+        except ImportError as exc:
+            raise BackendError("--precision int8 needs NNCF: pip install 'streamseg[openvino]'") from exc
+        items = []
+        for frame in sample_frames(self.calib, self.calib_frames):
+            try:
+                items.append(self._inputs(frame, size)[0])
+            except ConfigError:  # a calibration frame of another shape that does not fit this input
+                continue
+        if not items:
+            raise ConfigError(f"no frame of {self.calib} fits the network input {size[1]}x{size[0]}")
+        print(f"streamseg: quantizing {path.name} to INT8 on {len(items)} frames of {self.calib} (once; cached)",
+              file=sys.stderr)  # fmt: skip
+        model = nncf.quantize(
+            core.read_model(str(path)), nncf.Dataset(items), subset_size=len(items),
+            preset=nncf.QuantizationPreset.MIXED,
+            ignored_scope=nncf.IgnoredScope(patterns=list(FLOAT_HEADS), validate=False),
+        )  # fmt: skip
+        model.set_rt_info(self._calib_sha256, ["streamseg", "calib_sha256"])
+        model.set_rt_info(path.name, ["streamseg", "onnx"])
+        ir.parent.mkdir(parents=True, exist_ok=True)
+        self._ov.save_model(model, str(ir), compress_to_fp16=False)
+        return model
 
     def _run(self, index: int, size: tuple[int, int], inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         model, request = self.compiled(index, size)
@@ -132,6 +205,14 @@ class OpenVINOBackend(ExportedGraphBackend):
             name = next((n for n in output.get_names() if n in _GRAPH_OUTPUTS), output.get_any_name())
             out[name] = np.array(results[output])
         return out
+
+
+def _rt_info(model: Any, key: str) -> str | None:
+    """The ``streamseg/<key>`` entry of a model's runtime info, or None."""
+    try:
+        return str(model.get_rt_info(["streamseg", key]).astype(str))
+    except RuntimeError:
+        return None
 
 
 def _cache_dir(onnx: Path) -> Path:
