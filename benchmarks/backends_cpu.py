@@ -13,9 +13,10 @@ detections per image, so every backend runs its mask head on exactly 20 RoIs:
   modules; its outputs equal torchvision's ``model(images)``, tests/test_parity.py);
 * ``onnxruntime (ort)``: :class:`~streamseg.backends.onnxruntime_backend.OnnxRuntimeBackend`
   (the exported ort flavour, tuned CPU session);
-* ``openvino fp32`` and ``openvino bf16`` (when OpenVINO is installed):
+* ``openvino fp32``, ``bf16`` and ``int8`` (when OpenVINO, and for INT8 NNCF, are installed):
   :class:`~streamseg.backends.openvino_backend.OpenVINOBackend`, the same file compiled for
-  the CPU with the latency hint and the f32 or bf16 inference-precision hint.
+  the CPU with the latency hint and the f32 or bf16 inference-precision hint, or quantized
+  by NNCF on ``--calib-frames`` frames of the video (heads in float).
 
 Each round times every backend on every frame (``infer``: preprocess, model and the
 shared postprocess), alternating backends frame by frame, so drifts in the shared
@@ -23,8 +24,8 @@ machine's speed hit all of them alike; the table gives the median ms per frame o
 all rounds and the speed-up over the torch backend. Before timing, the outputs of
 every backend on the first frame are compared with the torch backend's (same labels,
 boxes within 0.05 px, scores within 1e-3), so the speed is at equal outputs; bf16 is
-reported but not held to it (with random weights near-tied scores reorder: reduced
-precision is judged by AP on a trained model).
+bf16 and INT8 are reported but not held to it (with random weights near-tied scores
+reorder: reduced precision is judged by AP on a trained model, benchmarks/accuracy_cpu.py).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=4, help="frames per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sizes", type=int, nargs="+", default=[800, 480], help="min sizes (short side, px)")
+    parser.add_argument("--calib-frames", type=int, default=16, help="INT8 calibration frames of the video")
     args = parser.parse_args()
     if not Path(args.video).exists():
         print(f"video not found: {args.video}", file=sys.stderr)
@@ -102,13 +104,17 @@ def main() -> int:
 
             for precision in ("fp32", "bf16"):
                 backends[f"openvino {precision}"] = OpenVINOBackend(MODEL, precision=precision, **common)
+            if importlib.util.find_spec("nncf") is not None:
+                backends["openvino int8"] = OpenVINOBackend(
+                    MODEL, precision="int8", calib=args.video, calib_frames=args.calib_frames, **common
+                )
         reference = None
         for name, backend in backends.items():  # warm-up, export, and the equal-outputs check
             out, _ = backend.infer(frames[0])
             reference = out if reference is None else reference
             same = _same(reference, out)
             print(f"  {min_size} px {name}: {same}")
-            if "bf16" not in name and not same.startswith("equal"):
+            if "fp32" in name and not same.startswith("equal"):
                 print(f"  {name} does not give the torch backend's outputs: no speed is reported at unequal outputs")
                 return 1
         times: dict[str, list[float]] = {name: [] for name in backends}
