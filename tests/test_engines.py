@@ -144,9 +144,10 @@ def test_precision_plans_follow_tensorrt_version():
     p = plan_precision("int8", "11.0.0")
     assert p.strongly_typed and p.quantize_int8 and p.builder_flags == ()
     assert plan_precision("fp32", "11.0.0").builder_flags == ()
-    assert "FP16" in plan_precision("fp16", "10.0.1").describe()
-    with pytest.raises(EngineError):
-        plan_precision("fp16", "8.6.1")
+    assert "FP16" in plan_precision("fp16", "10.9.0").describe()
+    for too_old in ("8.6.1", "10.0.1", "10.7.0.23", "10.8.0.43"):  # no AOT plugins in the parser before 10.9
+        with pytest.raises(EngineError, match="needs TensorRT 10.9 or newer"):
+            plan_precision("fp16", too_old)
     with pytest.raises(ConfigError):
         plan_precision("fp8", "10.13")
 

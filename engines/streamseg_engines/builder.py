@@ -23,7 +23,7 @@ __all__ = ["build_serialized_engine", "import_tensorrt", "tensorrt_version"]
 log = logging.getLogger("streamseg.engines")
 
 _INSTALL_HINT = (
-    "install it with `pip install 'streamseg[tensorrt]'` (TensorRT 10.7 or newer, from NVIDIA's index) "
+    "install it with `pip install 'streamseg[tensorrt]'` (TensorRT 10.9 or newer, from NVIDIA's index) "
     "on a machine with an NVIDIA GPU"
 )
 
@@ -118,7 +118,7 @@ def build_serialized_engine(
         if "MultiLevelRoIAlign" in text:
             text += (
                 " -- the streamseg::MultiLevelRoIAlign plugin was not found: it is registered by "
-                "streamseg_plugins.trt_plugin.register() (TensorRT 10.7+ with tensorrt.plugin), and the ONNX "
+                "streamseg_plugins.trt_plugin.register() (TensorRT 10.9+ with tensorrt.plugin), and the ONNX "
                 "node needs the attributes plugin_namespace='streamseg' and aot=1"
             )
         raise EngineError(f"TensorRT could not parse {onnx_path}: {text}")

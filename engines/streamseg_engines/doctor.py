@@ -12,13 +12,13 @@ def tensorrt_checks() -> list[Check]:
     trt, why = _import("tensorrt")
     if trt is None:
         return [
-            Check("tensorrt", False, "", f"{why}; pip install 'streamseg[tensorrt]' (TensorRT 10.7+, NVIDIA index)"),
+            Check("tensorrt", False, "", f"{why}; pip install 'streamseg[tensorrt]' (TensorRT 10.9+, NVIDIA index)"),
             Check("roialign-plugin", False, "", "needs TensorRT"),
         ]
     out = [Check("tensorrt", True, _version(trt), "")]
     plugin_api, why = _import("tensorrt.plugin")
     if plugin_api is None or not hasattr(plugin_api, "aot_impl"):
-        out.append(Check("roialign-plugin", False, "", f"tensorrt.plugin with aot_impl missing (TensorRT 10.7+): {why}"))
+        out.append(Check("roialign-plugin", False, "", f"tensorrt.plugin with aot_impl missing (TensorRT 10.9+): {why}"))
         return out
     try:
         from streamseg_plugins.trt_plugin import PLUGIN_ID, register

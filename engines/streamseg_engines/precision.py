@@ -32,6 +32,23 @@ __all__ = ["PrecisionPlan", "plan_precision", "tensorrt_major"]
 _PRECISIONS = ("fp32", "fp16", "int8")
 
 
+#: The oldest TensorRT streamseg builds with: 10.9 is the first whose ONNX parser imports
+#: Python AOT plugins (its CHANGELOG; ``aot_impl`` is absent from release/10.7 and 10.8).
+MIN_TENSORRT = (10, 9)
+
+
+def tensorrt_version_tuple(version: str) -> tuple[int, int]:
+    """(major, minor) of a TensorRT version string (``"10.13.0.35"`` -> (10, 13)).
+
+    Raises:
+        EngineError: not a version string.
+    """
+    match = re.match(r"^\s*(\d+)\.(\d+)", str(version))
+    if match is None:
+        raise EngineError(f"cannot read the TensorRT version {version!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
 def tensorrt_major(version: str) -> int:
     """Major version of a TensorRT version string (``"10.13.0.35"`` -> 10).
 
@@ -89,13 +106,17 @@ def plan_precision(precision: str, tensorrt_version: str) -> PrecisionPlan:
 
     Raises:
         ConfigError: unknown precision.
-        EngineError: TensorRT older than 10 (no ``tensorrt.plugin``, no ``execute_async_v3``).
+        EngineError: TensorRT older than 10.9 (:data:`MIN_TENSORRT`: the parser of older
+            versions cannot import the AOT RoIAlign plugin).
     """
     if precision not in _PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(_PRECISIONS)}, got {precision!r}")
     major = tensorrt_major(tensorrt_version)
-    if major < 10:
-        raise EngineError(f"TensorRT {tensorrt_version} is too old: streamseg needs TensorRT 10.7 or newer")
+    if tensorrt_version_tuple(tensorrt_version) < MIN_TENSORRT:
+        raise EngineError(
+            f"TensorRT {tensorrt_version} is too old: streamseg needs TensorRT 10.9 or newer (its ONNX parser "
+            "is the first to import Python AOT plugins such as our RoIAlign)"
+        )
     if major == 10:
         flags = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16")}[precision]
         return PrecisionPlan(precision, major, False, flags, False, precision == "int8")

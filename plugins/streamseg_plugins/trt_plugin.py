@@ -100,7 +100,7 @@ def register() -> None:
     implementation does not need it.
 
     Raises:
-        PluginRegistrationError: TensorRT (10.7 or newer, for ``tensorrt.plugin``
+        PluginRegistrationError: TensorRT (10.9 or newer, for ``tensorrt.plugin``
             with ``aot_impl``) is not installed, or the registration failed.
     """
     global _REGISTERED
@@ -112,12 +112,12 @@ def register() -> None:
         except ImportError as exc:
             raise PluginRegistrationError(
                 f"cannot register {PLUGIN_ID}: tensorrt.plugin is not importable ({exc}); "
-                "install TensorRT 10.7 or newer (pip install 'streamseg[tensorrt]')"
+                "install TensorRT 10.9 or newer (pip install 'streamseg[tensorrt]')"
             ) from exc
         if not hasattr(trtp, "aot_impl"):
             raise PluginRegistrationError(
                 f"cannot register {PLUGIN_ID}: this TensorRT has no tensorrt.plugin.aot_impl "
-                "(needs TensorRT 10.7 or newer)"
+                "(needs TensorRT 10.9 or newer)"
             )
         try:
             _define(trtp)
