@@ -234,6 +234,28 @@ def test_plugin_matches_torchvision(tmp_path, half, tol):
     torch.testing.assert_close(buffers["pooled"].float().cpu(), expected, atol=tol, rtol=tol)
 
 
+def created_attributes(fn, plugin_fields):
+    """The attributes ``tensorrt.plugin``'s ``create_plugin`` hands ``fn``, from the parser's plugin fields.
+
+    As in tensorrt/plugin/_lib.py (``_TemplatePluginCreator.create_plugin``): a field whose
+    annotation is ``npt.NDArray[dtype]`` becomes ``f.data.astype(dtype)``; any other annotation
+    is called on the one-element array, ``annotation(f.data)`` (``int(np.array([2]))`` raises
+    TypeError from NumPy 2.4 on).
+    """
+    import inspect
+    import typing
+
+    out = {}
+    for name, value in plugin_fields.items():
+        annotation = inspect.signature(fn).parameters[name].annotation
+        if typing.get_origin(annotation) is np.ndarray:
+            dtype = typing.get_args(typing.get_args(annotation)[1])[0]
+            out[name] = value.astype(dtype)
+        else:
+            out[name] = annotation(value)
+    return out
+
+
 def test_decorated_functions_with_a_stand_in_tensorrt_plugin_module(monkeypatch):
     """Apply the real decorators' bodies (``_define``) to a stand-in ``tensorrt.plugin`` and call them."""
     import types
@@ -276,7 +298,10 @@ def test_decorated_functions_with_a_stand_in_tensorrt_plugin_module(monkeypatch)
     half, fp32 = DType("HALF"), DType("FLOAT")
     rois = TensorDesc((1000, 4), fp32)
     feats = [TensorDesc((1, 256, h, w), half) for h, w in LEVELS]
-    fields = attrs().to_plugin_fields()
+    plugin_fields = attrs().to_plugin_fields()
+    assert all(isinstance(v, np.ndarray) and v.ndim == 1 for v in plugin_fields.values())  # what the parser makes
+    fields = created_attributes(registered["register"], plugin_fields)
+    assert created_attributes(registered["aot_impl"], plugin_fields).keys() == fields.keys()
     out = registered["register"](rois, *feats, **fields)
     assert out.shape_expr == (1000, 256, 7, 7) and out.dtype is half
     assert registered["autotune"](rois, *feats, (out,)) == [("combination", tp.AUTOTUNE_IO_TYPES)]

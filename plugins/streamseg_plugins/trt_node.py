@@ -126,19 +126,21 @@ class RoIAlignAttributes:
         }
 
     def to_plugin_fields(self) -> dict[str, Any]:
-        """The values TensorRT hands the decorated functions (numpy arrays for lists).
+        """The plugin fields TensorRT's ONNX parser makes of the node's attributes.
 
         Returns:
-            ``{"output_size": int32 (2,), "sampling_ratio": int, "aligned": int,
-            "spatial_scales": float32 (4,)}``; the parser packs ONNX ``ints`` as int32
-            and ``floats`` as float32 plugin fields.
+            ``{"output_size": int32 (2,), "sampling_ratio": int32 (1,), "aligned": int32 (1,),
+            "spatial_scales": float32 (4,)}``: the parser packs an ONNX ``int`` or ``ints``
+            as an int32 field and ``floats`` as a float32 field, a scalar as a
+            one-element array. ``create_plugin`` then converts each by its annotation in
+            the decorated functions (:func:`streamseg_plugins.trt_plugin._define`).
         """
         import numpy as np
 
         return {
             "output_size": np.asarray(self.output_size, dtype=np.int32),
-            "sampling_ratio": self.sampling_ratio,
-            "aligned": int(self.aligned),
+            "sampling_ratio": np.array([self.sampling_ratio], dtype=np.int32),
+            "aligned": np.array([int(self.aligned)], dtype=np.int32),
             "spatial_scales": np.asarray(self.spatial_scales, dtype=np.float32),
         }
 

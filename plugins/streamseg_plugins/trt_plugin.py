@@ -230,7 +230,12 @@ def _define(trtp: Any) -> None:
 
     The parameter lists and annotations are what ``tensorrt.plugin`` inspects (a
     ``TensorDesc`` / ``Tensor`` marks an input, anything else an attribute): keep them
-    as they are; the bodies hand the common parameters to :func:`_node_args`.
+    as they are; the bodies hand the common parameters to :func:`_node_args`. Every
+    attribute is annotated ``npt.NDArray``: the parser hands each ONNX attribute over as a
+    one-element (or longer) plugin-field array, and ``create_plugin`` converts a field
+    with ``annotation(f.data)`` for a built-in annotation, which for ``int`` is
+    ``int(np.array([2], np.int32))``: a TypeError from NumPy 2.4 on (an NDArray
+    annotation gets ``f.data.astype(dtype)`` instead; ``_lib.py`` in tensorrt.plugin).
     """
     from typing import List, Tuple
 
@@ -245,8 +250,8 @@ def _define(trtp: Any) -> None:
         p4: trtp.TensorDesc,
         p5: trtp.TensorDesc,
         output_size: npt.NDArray[np.int32],
-        sampling_ratio: int,
-        aligned: int,
+        sampling_ratio: npt.NDArray[np.int32],
+        aligned: npt.NDArray[np.int32],
         spatial_scales: npt.NDArray[np.float32],
     ) -> trtp.TensorDesc:
         node = _node_args(rois, p2, p3, p4, p5, output_size, sampling_ratio, aligned, spatial_scales)
@@ -271,8 +276,8 @@ def _define(trtp: Any) -> None:
         p4: trtp.TensorDesc,
         p5: trtp.TensorDesc,
         output_size: npt.NDArray[np.int32],
-        sampling_ratio: int,
-        aligned: int,
+        sampling_ratio: npt.NDArray[np.int32],
+        aligned: npt.NDArray[np.int32],
         spatial_scales: npt.NDArray[np.float32],
         outputs: Tuple[trtp.TensorDesc],
         tactic: int,
@@ -288,8 +293,8 @@ def _define(trtp: Any) -> None:
         p4: trtp.Tensor,
         p5: trtp.Tensor,
         output_size: npt.NDArray[np.int32],
-        sampling_ratio: int,
-        aligned: int,
+        sampling_ratio: npt.NDArray[np.int32],
+        aligned: npt.NDArray[np.int32],
         spatial_scales: npt.NDArray[np.float32],
         outputs: Tuple[trtp.Tensor],
         stream: int,
