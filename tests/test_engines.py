@@ -235,7 +235,7 @@ def test_prepare_plugin_nodes_adds_namespace_aot_and_opset():
     assert names.count("aot") == 1 and names.count("plugin_namespace") == 1
 
 
-def _conv_graph(quantized: bool):
+def _conv_graph(quantized: bool, scale_dtype=np.float32):
     rng = np.random.default_rng(2)
     w = rng.standard_normal((2, 1, 3, 3)).astype(np.float32)
     inits = [numpy_helper.from_array(w, "w")]
@@ -244,8 +244,8 @@ def _conv_graph(quantized: bool):
     if quantized:
         inits = [
             numpy_helper.from_array(np.round(w / 0.02).clip(-127, 127).astype(np.int8), "w_q"),
-            numpy_helper.from_array(np.array(0.02, np.float32), "w_scale"),
-            numpy_helper.from_array(np.array(0.05, np.float32), "x_scale"),
+            numpy_helper.from_array(np.array(0.02, scale_dtype), "w_scale"),
+            numpy_helper.from_array(np.array(0.05, scale_dtype), "x_scale"),
             numpy_helper.from_array(np.array(0, np.int8), "zp"),
         ]
         nodes += [
@@ -277,6 +277,25 @@ def test_transplant_qdq_reproduces_the_quantized_graph():
     np.testing.assert_array_equal(got, expected)
     plain = ReferenceEvaluator(_conv_graph(False)).run(None, {"x": x})[0]
     assert not np.array_equal(got, plain)  # quantization changed the numbers
+
+
+def test_transplant_of_fp16_scales_gives_a_valid_fp32_graph():
+    """ModelOpt's fp16 mode writes float16 scales; onto the fp32 trt graph they must come as float32, or
+    DequantizeLinear feeds float16 into a float32 Conv (a type error; TensorRT's strongly typed network rejects it)."""
+    target = _conv_graph(False)
+    onnx_prep.transplant_qdq(_conv_graph(True, scale_dtype=np.float16), target)
+    onnx.checker.check_model(target, full_check=True)  # type inference: every Conv input float32
+    assert not [t.name for t in target.graph.initializer if t.data_type == TensorProto.FLOAT16]
+    assert sum(t.data_type == TensorProto.FLOAT and not t.dims for t in target.graph.initializer) >= 2  # the scales
+    x = np.random.default_rng(3).standard_normal((1, 1, 6, 6)).astype(np.float32)
+    # The fp16 scales, widened: the same numbers as a float32 graph with those scales.
+    widened = _conv_graph(True)
+    for t in widened.graph.initializer:
+        if t.name in ("w_scale", "x_scale"):
+            value = numpy_helper.to_array(t).astype(np.float16).astype(np.float32)
+            t.CopyFrom(numpy_helper.from_array(value, t.name))
+    expected = ReferenceEvaluator(widened).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(ReferenceEvaluator(target).run(None, {"x": x})[0], expected)
 
 
 def test_transplant_reports_missing_and_empty():

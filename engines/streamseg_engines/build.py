@@ -214,6 +214,9 @@ def _quantize_ort(ort_onnx: Path, arrays: dict[str, Any], out_path: Path) -> Non
         calibration_method="entropy",
         calibration_eps=["cuda:0", "cpu"],
         op_types_to_quantize=["Conv", "ConvTranspose", "Gemm", "MatMul"],
+        # ModelOpt defaults to fp16 here, giving fp16 Q/DQ scales in front of the trt graph's fp32
+        # Conv/Gemm nodes: mixed types a strongly typed TensorRT network rejects.
+        high_precision_dtype="fp32",
         output_path=str(out_path),
     )
     if not out_path.is_file():

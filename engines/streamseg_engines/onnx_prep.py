@@ -238,9 +238,10 @@ def transplant_qdq(quantized: Any, target: Any, *, ops: Iterable[str] = ("Conv",
     output of a ``DequantizeLinear`` (activations: ``x -> QuantizeLinear ->
     DequantizeLinear``; weights: an int8 initializer ``-> DequantizeLinear``), the
     node of the same name and type in ``target`` gets the same chain, with the
-    scales, zero points and quantized weights copied. Names are matched, so both
-    graphs must come from one export (the trt and ort flavours do: they differ only
-    in the RoIAlign nodes).
+    scales, zero points and quantized weights copied (float16 scales as float32: the
+    target is an fp32 graph, and a ``DequantizeLinear`` outputs its scale's type). Names
+    are matched, so both graphs must come from one export (the trt and ort flavours do:
+    they differ only in the RoIAlign nodes).
 
     Args:
         quantized: ``onnx.ModelProto`` with Q/DQ nodes (e.g. from ModelOpt).
@@ -272,6 +273,8 @@ def transplant_qdq(quantized: Any, target: Any, *, ops: Iterable[str] = ("Conv",
     def copy_init(name: str, new_name: str) -> str:
         if new_name not in copied_inits and new_name not in t_inits:
             array = numpy_helper.to_array(q_inits[name])
+            if array.dtype == np.float16:  # fp16 scales (ModelOpt's fp16 mode) would make DQ feed fp16 to fp32 nodes
+                array = array.astype(np.float32)
             t_graph.initializer.append(numpy_helper.from_array(array, new_name))
             copied_inits.add(new_name)
         return new_name
