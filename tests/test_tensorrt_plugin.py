@@ -127,11 +127,16 @@ def test_aot_kernel_args_follow_tensorrt_calling_convention():
         tp.aot_kernel_args(num_rois=1, channels=1, level_sizes=LEVELS, dtype="int8", attributes=attrs())
 
 
-def test_aot_kernel_compiles_to_ptx_for_sm90():
-    """The exact compile @aot_impl does, for an H100 target: no GPU needed to produce PTX."""
+def test_aot_kernel_compiles_to_ptx_for_sm90(monkeypatch):
+    """The exact compile @aot_impl does, for an H100 target: no GPU needed to produce PTX.
+
+    The kernel comes from a fresh, compiled (not interpreted) copy of the module, so the test
+    holds under TRITON_INTERPRET=1 too (there the module's own kernel is an InterpretedFunction).
+    """
     args = tp.aot_kernel_args(num_rois=100, channels=256, level_sizes=LEVELS, dtype="float32",
                               attributes=attrs(output_size=(14, 14), sampling_ratio=0))
-    kernel = tp.compile_ptx(args, arch=90)
+    fresh = _fresh_kernel_module(monkeypatch, False).multi_level_roi_align_kernel
+    kernel = tp.compile_ptx(args, arch=90, kernel=fresh)
     entry = re.search(r"\.entry\s+(\w+)\s*\((.*?)\)", kernel.ptx, re.S)
     assert entry is not None and entry.group(1) == kernel.name
     runtime = sum(v != "constexpr" for v in args.signature.values())
@@ -139,6 +144,54 @@ def test_aot_kernel_compiles_to_ptx_for_sm90():
     assert entry.group(2).count(".param") == runtime + 2
     assert ".target sm_90" in kernel.ptx and kernel.num_warps == tp.AOT_NUM_WARPS
     assert "fma.rn.f32" not in kernel.ptx  # FP contraction off, as torchvision's kernel rounds
+
+
+def _fresh_kernel_module(monkeypatch, interpret: bool):
+    """A fresh copy of roialign_triton, its @triton.jit applied with TRITON_INTERPRET set as asked."""
+    import importlib.util
+
+    from streamseg_plugins import roialign_triton
+
+    if interpret:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    else:
+        monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    spec = importlib.util.spec_from_file_location("roialign_triton_fresh", roialign_triton.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ptx_stays_within_what_tritons_ptxas_accepts(monkeypatch):
+    """A CUDA 13 driver loads PTX 9.0, but Triton's bundled ptxas (12.9 here) refuses `.version 9.0`:
+    the ISA is the lower of the two."""
+    from streamseg_plugins import trt_aot
+
+    monkeypatch.setattr(trt_aot, "driver_ptx_version", lambda: 90)  # cuDriverGetVersion of a CUDA 13.0 driver
+    cap = trt_aot.ptxas_ptx_version(90)
+    assert cap is not None and cap < 90, "this Triton's ptxas takes PTX 9.0: the case cannot happen here"
+    args = tp.aot_kernel_args(num_rois=10, channels=16, level_sizes=LEVELS, dtype="float32", attributes=attrs())
+    kernel = tp.compile_ptx(args, arch=90, kernel=_fresh_kernel_module(monkeypatch, False).multi_level_roi_align_kernel)
+    version = re.search(r"^\.version (\d+)\.(\d+)", kernel.ptx, re.M)
+    assert version is not None and int(version.group(1)) * 10 + int(version.group(2)) == cap
+
+
+def test_compile_errors_are_plugin_registration_errors(monkeypatch):
+    from streamseg_plugins import trt_aot
+
+    monkeypatch.setattr(trt_aot, "ptxas_ptx_version", lambda arch: None)
+    args = tp.aot_kernel_args(num_rois=10, channels=16, level_sizes=LEVELS, dtype="float32", attributes=attrs())
+    kernel = _fresh_kernel_module(monkeypatch, False).multi_level_roi_align_kernel
+    with pytest.raises(tp.PluginRegistrationError, match="could not compile the RoIAlign kernel for sm_90"):
+        tp.compile_ptx(args, arch=90, ptx_version=95, kernel=kernel)  # an ISA no ptxas here knows
+
+
+def test_an_interpreted_kernel_is_a_clear_error(monkeypatch):
+    """Under TRITON_INTERPRET=1 the kernel is Triton's InterpretedFunction, which has no PTX."""
+    args = tp.aot_kernel_args(num_rois=10, channels=16, level_sizes=LEVELS, dtype="float32", attributes=attrs())
+    interpreted = _fresh_kernel_module(monkeypatch, True).multi_level_roi_align_kernel
+    with pytest.raises(tp.PluginRegistrationError, match="TRITON_INTERPRET=1"):
+        tp.compile_ptx(args, arch=90, kernel=interpreted)
 
 
 def test_register_without_tensorrt_says_what_is_missing():

@@ -33,6 +33,7 @@ __all__ = [
     "aot_kernel_args",
     "compile_ptx",
     "driver_ptx_version",
+    "ptxas_ptx_version",
 ]
 
 #: Triton element type per feature dtype name.
@@ -158,44 +159,62 @@ def aot_kernel_args(
     )
 
 
-def compile_ptx(args: AotKernelArgs, *, arch: int | None = None, ptx_version: int | None = None) -> CompiledKernel:
+def compile_ptx(
+    args: AotKernelArgs, *, arch: int | None = None, ptx_version: int | None = None, kernel: Any = None
+) -> CompiledKernel:
     """Compile the kernel to PTX for one GPU architecture (no GPU needed with ``arch``).
 
     FP contraction is off (``enable_fp_fusion=False``), as in the launcher, so the plugin
-    rounds as torchvision's kernel does.
+    rounds as torchvision's kernel does. The PTX ISA is the lowest of the driver's
+    (:func:`driver_ptx_version`: TensorRT hands the PTX to the driver at engine load) and
+    the one Triton's bundled ptxas accepts (:func:`ptxas_ptx_version`: a CUDA 13 driver
+    takes PTX 9.0, which ptxas 12.9 refuses), as torch_tensorrt's
+    ``_compile_within_driver_isa`` does.
 
     Args:
         args: from :func:`aot_kernel_args`.
         arch: compute capability as an int (90 for sm_90); default the current CUDA device's.
-        ptx_version: PTX ISA to emit (e.g. 85 for 8.5), to stay within what the driver loads;
-            default: Triton's choice, lowered to the driver's if :func:`driver_ptx_version` knows it.
+        ptx_version: PTX ISA to emit at most (e.g. 85 for 8.5); default the driver's.
+        kernel: the ``@triton.jit`` kernel (default: ``roialign_triton``'s).
 
     Returns:
         The :class:`CompiledKernel`.
 
     Raises:
-        PluginRegistrationError: the compiled kernel needs Triton's global or profile
-            scratch memory, which TensorRT does not provide to AOT plugins.
+        PluginRegistrationError: the kernel is Triton's interpreter (``TRITON_INTERPRET=1``),
+            Triton cannot compile it, or the compiled kernel needs Triton's global or
+            profile scratch memory, which TensorRT does not provide to AOT plugins.
     """
     import triton
     from triton.backends.compiler import GPUTarget
 
     from streamseg_plugins import roialign_triton as rk
 
+    kernel = rk.multi_level_roi_align_kernel if kernel is None else kernel
+    if not isinstance(kernel, triton.runtime.JITFunction):
+        raise PluginRegistrationError(
+            f"the RoIAlign kernel is {type(kernel).__name__}, not compiled: TRITON_INTERPRET=1 runs Triton "
+            "kernels in its interpreter, which has no PTX; unset it to build TensorRT engines"
+        )
     if arch is None:
         import torch
 
         major, minor = torch.cuda.get_device_capability()
         arch = major * 10 + minor
     options: dict[str, Any] = {"num_warps": AOT_NUM_WARPS, "enable_fp_fusion": False}
-    if ptx_version is None:
-        ptx_version = driver_ptx_version()
-    if ptx_version is not None:
-        options["ptx_version"] = int(ptx_version)
-    src = triton.compiler.ASTSource(
-        fn=rk.multi_level_roi_align_kernel, signature=dict(args.signature), constexprs=dict(args.constexprs)
-    )
-    compiled = triton.compile(src, target=GPUTarget("cuda", int(arch), 32), options=options)
+    caps = [v for v in (ptx_version if ptx_version is not None else driver_ptx_version(), ptxas_ptx_version(arch))
+            if v is not None]  # fmt: skip
+    if caps:
+        options["ptx_version"] = int(min(caps))
+    src = triton.compiler.ASTSource(fn=kernel, signature=dict(args.signature), constexprs=dict(args.constexprs))
+    try:
+        compiled = triton.compile(src, target=GPUTarget("cuda", int(arch), 32), options=options)
+    except Exception as exc:  # Triton raises its own compile and ptxas errors
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PluginRegistrationError(
+            f"Triton could not compile the RoIAlign kernel for sm_{arch} "
+            f"(PTX ISA {options.get('ptx_version', 'default')}): {reason}"
+        ) from exc
     meta = compiled.metadata
     for field in ("global_scratch_size", "profile_scratch_size"):
         if int(getattr(meta, field, 0) or 0) > 0:
@@ -210,6 +229,21 @@ def compile_ptx(args: AotKernelArgs, *, arch: int | None = None, ptx_version: in
         shared_mem=int(meta.shared),
         arch=int(arch),
     )
+
+
+def ptxas_ptx_version(arch: int) -> int | None:
+    """Highest PTX ISA Triton's ptxas for ``arch`` assembles, as Triton's int (e.g. 88 for 12.9), or None.
+
+    Triton assembles the PTX with its bundled ptxas (``get_ptxas(arch).version``, a CUDA
+    version) and maps CUDA versions to PTX ISAs with ``ptx_get_version``; both are
+    Triton's own (triton/backends/nvidia/compiler.py). None when they cannot be read.
+    """
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas, ptx_get_version
+
+        return int(ptx_get_version(get_ptxas(int(arch)).version))
+    except Exception:  # noqa: BLE001 - best effort: Triton internals moved, no ptxas
+        return None
 
 
 def driver_ptx_version() -> int | None:
