@@ -227,7 +227,7 @@ def backend_verdicts(checks: list[Check]) -> dict[str, tuple[bool, str]]:
     - torch: torch and torchvision's ops (CPU, and CUDA when a GPU is visible).
     - onnxruntime: onnxruntime (its providers say CPU or CUDA).
     - openvino: OpenVINO and its CPU plugin.
-    - tensorrt: TensorRT, a CUDA GPU visible to torch, and the registered plugin.
+    - tensorrt: TensorRT, a CUDA GPU visible to torch, the registered plugin and its kernel compiled.
     """
     by = {c.name: c for c in checks}
 
@@ -251,7 +251,7 @@ def backend_verdicts(checks: list[Check]) -> dict[str, tuple[bool, str]]:
         out["openvino"] = (True, by["openvino"].detail)
     else:
         out["openvino"] = (False, why_not(["openvino"]))
-    need = ["tensorrt", "cuda", "roialign-plugin"]
+    need = ["tensorrt", "cuda", "roialign-plugin", "roialign-ptx"]
     if all(ok(n) for n in need):
         out["tensorrt"] = (True, f"TensorRT {by['tensorrt'].version} on {by['cuda'].detail}")
     else:

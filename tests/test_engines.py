@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import numpy as np
@@ -351,13 +352,16 @@ def test_ensure_engine_builds_once_and_reuses(tmp_path, monkeypatch):
     onnx.save(_plugin_model(), str(onnx_path))
     seen = []
 
-    def fake_build(path, *, strongly_typed, builder_flags, timing_cache, verbose=False, **_):
+    def fake_build(path, *, strongly_typed, builder_flags, timing_cache, verbose=False, device_index=0, **_):
         model = onnx.load(str(path))
         attrs = {a.name for a in model.graph.node[0].attribute}
         seen.append((strongly_typed, builder_flags, {"plugin_namespace", "aot"} <= attrs, str(timing_cache)))
+        devices.append(device_index)
         return b"serialized"
 
-    monkeypatch.setattr(build, "runtime_facts", lambda index=0: FACTS)
+    devices = []
+    facts = dataclasses.replace(FACTS, device_index=1)  # the second GPU: the build must be told, not use cuda:0
+    monkeypatch.setattr(build, "runtime_facts", lambda index=0: facts)
     monkeypatch.setattr(builder, "build_serialized_engine", fake_build)
     messages = []
     kwargs = dict(size=(256, 256), precision="fp16", onnx_path=onnx_path, cache=EngineCache(tmp_path / "c"),
@@ -365,7 +369,7 @@ def test_ensure_engine_builds_once_and_reuses(tmp_path, monkeypatch):
     first = ensure_engine("demo", **kwargs)
     second = ensure_engine("demo", **kwargs)
     assert first.built and not second.built and second.path == first.path
-    assert len(seen) == 1
+    assert len(seen) == 1 and devices == [1]
     strongly, flags, has_attrs, timing = seen[0]
     assert (strongly, flags, has_attrs) == (False, ("FP16",), True)
     assert "timing-NVIDIA_H100_80GB_HBM3-sm90-trt10.13.0.35" in timing

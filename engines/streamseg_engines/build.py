@@ -324,6 +324,7 @@ def ensure_engine(
                     tensorrt_version=facts.tensorrt_version,
                 ),
                 verbose=verbose,
+                device_index=facts.device_index,
             )
         seconds = time.perf_counter() - t0
         say(f"built the TensorRT engine in {seconds:.0f} s")

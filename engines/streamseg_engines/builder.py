@@ -79,8 +79,9 @@ def build_serialized_engine(
     timing_cache: str | os.PathLike[str] | None = None,
     workspace_bytes: int | None = None,
     verbose: bool = False,
+    device_index: int = 0,
 ) -> bytes:
-    """Parse an ONNX file and build a serialized engine.
+    """Parse an ONNX file and build a serialized engine, on CUDA device ``device_index``.
 
     Registers the ``streamseg::MultiLevelRoIAlign`` plugin first (its ONNX node
     must carry ``plugin_namespace`` and ``aot``: see
@@ -95,6 +96,9 @@ def build_serialized_engine(
             timed in an earlier build are not timed again) and rewritten after the build.
         workspace_bytes: workspace memory pool limit, default TensorRT's (the GPU's memory).
         verbose: TensorRT INFO logging instead of WARNING.
+        device_index: the GPU to build for. The build runs with it as torch's current
+            device, so TensorRT's builder and the plugin's ``@aot_impl`` (which compiles the
+            PTX for the current device's architecture) both target it.
 
     Returns:
         The serialized engine.
@@ -103,6 +107,21 @@ def build_serialized_engine(
         EngineError: TensorRT missing, the plugin not registered, a parse error (each
             parser error listed), an unknown builder flag, or a failed build.
     """
+    import torch
+
+    with torch.cuda.device(device_index):
+        return _build(onnx_path, strongly_typed, builder_flags, timing_cache, workspace_bytes, verbose)
+
+
+def _build(
+    onnx_path: str | os.PathLike[str],
+    strongly_typed: bool,
+    builder_flags: tuple[str, ...],
+    timing_cache: str | os.PathLike[str] | None,
+    workspace_bytes: int | None,
+    verbose: bool,
+) -> bytes:
+    """:func:`build_serialized_engine` on the current CUDA device."""
     trt = import_tensorrt()
     _register_plugin()
     logger = trt.Logger(trt.Logger.INFO if verbose else trt.Logger.WARNING)
