@@ -371,3 +371,69 @@ def test_decorated_functions_with_a_stand_in_tensorrt_plugin_module(monkeypatch)
     assert (params.block_x, params.shared_mem) == (128, 64)
     assert extra == tuple(("i32", v) for v in (1000, 256, 200, 336, 100, 168, 50, 84, 25, 42))
     assert seen["args"].signature["p2_ptr"] == "*fp16"
+
+
+def _stand_in_tensorrt_plugin(monkeypatch, *, fail_aot: Exception | None):
+    """``tensorrt``, ``tensorrt.plugin`` and ``tensorrt.plugin._lib`` as the real ones behave for registration.
+
+    As in tensorrt/plugin/_lib.py: ``register`` puts a PluginDef into ``QDP_REGISTRY`` (a second
+    ``register`` of the same id raises ValueError "... already has a definition"), and ``aot_impl``
+    validates its function before setting ``aot_impl_func`` (here: raises ``fail_aot`` if given).
+    """
+    import types
+
+    lib = types.ModuleType("tensorrt.plugin._lib")
+    lib.QDP_REGISTRY = {}
+
+    def register(plugin_id):
+        def inner(fn):
+            if plugin_id in lib.QDP_REGISTRY:
+                raise ValueError(f"Plugin {plugin_id} already has a definition.")
+            lib.QDP_REGISTRY[plugin_id] = types.SimpleNamespace(register_func=fn, aot_impl_func=None, impl_func=None)
+            return fn
+        return inner
+
+    def aot_impl(plugin_id):
+        def inner(fn):
+            if fail_aot is not None:
+                raise fail_aot
+            lib.QDP_REGISTRY[plugin_id].aot_impl_func = fn
+            return fn
+        return inner
+
+    def passthrough(plugin_id):
+        return lambda fn: fn
+
+    plugin = types.ModuleType("tensorrt.plugin")
+    for name in ("TensorDesc", "Tensor", "AutoTuneCombination", "KernelLaunchParams", "SymExprs"):
+        setattr(plugin, name, type(name, (), {}))
+    plugin.register, plugin.aot_impl, plugin.autotune, plugin.impl = register, aot_impl, passthrough, passthrough
+    plugin._lib = lib
+    trt = types.ModuleType("tensorrt")
+    trt.plugin = plugin
+    for name, module in (("tensorrt", trt), ("tensorrt.plugin", plugin), ("tensorrt.plugin._lib", lib)):
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(tp, "_REGISTERED", False)
+    return lib
+
+
+def test_a_half_done_registration_is_not_taken_for_success(monkeypatch):
+    lib = _stand_in_tensorrt_plugin(monkeypatch, fail_aot=ValueError("aot_impl signature does not match"))
+    with pytest.raises(tp.PluginRegistrationError, match="signature does not match"):
+        tp.register()
+    assert lib.QDP_REGISTRY[tp.PLUGIN_ID].aot_impl_func is None  # register ran, aot_impl did not
+    with pytest.raises(tp.PluginRegistrationError, match="without its AOT implementation"):
+        tp.register()  # "already has a definition" must not pass for success
+    assert not tp.is_registered()
+
+
+def test_registration_errors_of_any_kind_are_plugin_registration_errors(monkeypatch):
+    _stand_in_tensorrt_plugin(monkeypatch, fail_aot=TypeError("bad annotation"))
+    with pytest.raises(tp.PluginRegistrationError, match="TypeError: bad annotation"):
+        tp.register()
+    lib = _stand_in_tensorrt_plugin(monkeypatch, fail_aot=None)
+    tp.register()
+    assert tp.is_registered() and lib.QDP_REGISTRY[tp.PLUGIN_ID].aot_impl_func is not None
+    monkeypatch.setattr(tp, "_REGISTERED", False)
+    tp.register()  # registered earlier, with its AOT implementation: fine
+    assert tp.is_registered()

@@ -122,10 +122,32 @@ def register() -> None:
         try:
             _define(trtp)
         except ValueError as exc:
-            # Registered earlier in this process by other code (the QDP registry is global).
+            # "already has a definition": registered earlier in this process (the QDP registry is
+            # global), by other code or by an earlier call whose later decorators failed.
             if "already" not in str(exc).lower():
                 raise PluginRegistrationError(f"registering {PLUGIN_ID} failed: {exc}") from exc
+            if not _has_aot_impl():
+                raise PluginRegistrationError(
+                    f"{PLUGIN_ID} is registered in this process without its AOT implementation (an earlier "
+                    "registration failed half way); start a new process to register it again"
+                ) from exc
+        except Exception as exc:  # tensorrt.plugin raises TypeError, AssertionError, ... on bad definitions
+            raise PluginRegistrationError(f"registering {PLUGIN_ID} failed: {type(exc).__name__}: {exc}") from exc
         _REGISTERED = True
+
+
+def _has_aot_impl() -> bool:
+    """Whether tensorrt.plugin's registry holds our plugin with its ``@aot_impl`` (``QDP_REGISTRY``, _lib.py).
+
+    True when the registry cannot be read (a TensorRT that moved it): the parser then says
+    what is missing.
+    """
+    try:
+        from tensorrt.plugin._lib import QDP_REGISTRY
+    except ImportError:
+        return True
+    entry = QDP_REGISTRY.get(PLUGIN_ID)
+    return entry is not None and getattr(entry, "aot_impl_func", None) is not None
 
 
 @dataclasses.dataclass(frozen=True)
