@@ -339,21 +339,7 @@ class TensorRTBackend(GraphBackend):
             float32, ``score_thresh`` (1,) float32, torch tensors on the backend's GPU;
             (h, w) pixels.
         """
-        import torch
-
-        from streamseg.models.preprocess import preprocess_tensor
-
-        device = self._torch_device
-        array = image if image.flags.writeable and image.flags.c_contiguous else np.array(image, order="C")
-        with torch.inference_mode():
-            frame = torch.from_numpy(array).to(device)
-            images, (h, w) = preprocess_tensor(frame, size=size, min_size=self.min_size, max_size=self.max_size)
-            inputs = {
-                "images": images,
-                "image_size": torch.tensor([h, w], dtype=torch.float32, device=device),
-                "score_thresh": torch.tensor([self.score_thresh], dtype=torch.float32, device=device),
-            }
-        return inputs, (h, w)
+        return self._device_inputs(image, size, self._torch_device)
 
     @property
     def _torch_device(self) -> Any:

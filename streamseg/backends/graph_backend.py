@@ -222,6 +222,33 @@ class GraphBackend:
         }
         return inputs, (h, w)
 
+    def _device_inputs(self, image: np.ndarray, size: tuple[int, int], device: Any) -> tuple[dict[str, Any], tuple[int, int]]:
+        """The graph's inputs made on a torch ``device``: the uint8 frame is copied there and preprocessed there.
+
+        The one implementation for the backends that preprocess on their GPU (torch on CUDA,
+        ONNX Runtime on CUDA, TensorRT): :func:`~streamseg.models.preprocess.preprocess_tensor`
+        on the device, so only the (H, W, 3) uint8 frame crosses PCIe. The caller waits for
+        the device's work when its runtime runs on another stream.
+
+        Returns:
+            ``(inputs, (h, w))``: ``images`` (1, 3, H', W') float32, ``image_size`` (2,)
+            float32, ``score_thresh`` (1,) float32, torch tensors on ``device``; (h, w) pixels.
+        """
+        import torch
+
+        from streamseg.models.preprocess import preprocess_tensor
+
+        array = image if image.flags.writeable and image.flags.c_contiguous else np.array(image, order="C")
+        with torch.inference_mode():
+            frame = torch.from_numpy(array).to(device, non_blocking=True)
+            images, (h, w) = preprocess_tensor(frame, size=size, min_size=self.min_size, max_size=self.max_size)
+            inputs = {
+                "images": images,
+                "image_size": torch.tensor([h, w], dtype=torch.float32, device=device),
+                "score_thresh": torch.tensor([self.score_thresh], dtype=torch.float32, device=device),
+            }
+        return inputs, (h, w)
+
     def _run(self, index: int, size: tuple[int, int], inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         """Run model ``index``'s graph for network size ``size`` on :meth:`_inputs`' inputs.
 

@@ -161,19 +161,8 @@ class OnnxRuntimeBackend(ExportedGraphBackend):
 
         if not torch.cuda.is_available():
             return super()._inputs(image, size)
-        from streamseg.models.preprocess import preprocess_tensor
-
         device = torch.device(self.device)
-        array = image if image.flags.writeable and image.flags.c_contiguous else np.array(image, order="C")
-        with torch.inference_mode():
-            images, (h, w) = preprocess_tensor(
-                torch.from_numpy(array).to(device), size=size, min_size=self.min_size, max_size=self.max_size
-            )
-            inputs = {
-                "images": images,
-                "image_size": torch.tensor([h, w], dtype=torch.float32, device=device),
-                "score_thresh": torch.tensor([self.score_thresh], dtype=torch.float32, device=device),
-            }
+        inputs, (h, w) = self._device_inputs(image, size, device)
         torch.cuda.synchronize(device)  # ONNX Runtime runs on its own stream
         return inputs, (h, w)
 

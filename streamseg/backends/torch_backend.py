@@ -34,7 +34,7 @@ import torch
 from streamseg.backends.graph_backend import KEYPOINT_MODEL, GraphBackend
 from streamseg.errors import BackendError, ConfigError
 from streamseg.models.graph import INPUT_NAMES, MaskRCNNGraph
-from streamseg.models.preprocess import IMAGE_MEAN, IMAGE_STD, SIZE_DIVISIBLE, max_size_for, preprocess_tensor
+from streamseg.models.preprocess import IMAGE_MEAN, IMAGE_STD, SIZE_DIVISIBLE, max_size_for
 from streamseg.models.registry import DEFAULT_MODEL
 from streamseg.models.weights import load_model
 from streamseg.postprocess import keypoints_from_heatmaps
@@ -209,15 +209,7 @@ class TorchBackend(GraphBackend):
             ``(inputs, (h, w))``: ``images`` (1, 3, H', W') float32, ``image_size`` (2,)
             float32, ``score_thresh`` (1,) float32, all on the device; (h, w) pixels.
         """
-        array = image if image.flags.writeable and image.flags.c_contiguous else np.array(image, order="C")
-        with torch.inference_mode():
-            frame = torch.from_numpy(array).to(self._dev, non_blocking=True)
-            images, (h, w) = preprocess_tensor(frame, size=size, min_size=self.min_size, max_size=self.max_size)
-            inputs = {
-                "images": images,
-                "image_size": torch.tensor([h, w], dtype=torch.float32, device=self._dev),
-                "score_thresh": torch.tensor([self.score_thresh], dtype=torch.float32, device=self._dev),
-            }
+        inputs, (h, w) = self._device_inputs(image, size, self._dev)
         self._sync()
         return inputs, (h, w)
 
