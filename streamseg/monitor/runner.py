@@ -56,6 +56,9 @@ class StreamStats:
         reconnects: reconnections so far.
         frames: frames written so far.
         error: the latest error (no credentials), or None.
+        restarts: times the stream's process was restarted (``--ray``: its actor died).
+        lost: frames lost to those restarts (the outage) and to model replicas that died
+            with the frame in flight (``--ray``); 0 in local mode.
     """
 
     name: str
@@ -67,13 +70,18 @@ class StreamStats:
     reconnects: int
     frames: int
     error: str | None = None
+    restarts: int = 0
+    lost: int = 0
 
     def line(self) -> str:
-        """``stream=NAME state=... fps=... age_p50_ms=... age_p95_ms=... drops=... reconnects=... frames=...``."""
+        """``stream=NAME state=... fps=... age_p50_ms=... age_p95_ms=... drops=... reconnects=... frames=...``,
+        then ``restarts=... lost=...`` once the stream has had a restart or a lost frame, then ``error=...``."""
         text = (
             f"stream={self.name} state={self.state} fps={self.fps:.1f} age_p50_ms={self.age_p50_ms:.0f} "
             f"age_p95_ms={self.age_p95_ms:.0f} drops={self.drops} reconnects={self.reconnects} frames={self.frames}"
         )
+        if self.restarts or self.lost:
+            text += f" restarts={self.restarts} lost={self.lost}"
         return text + (f" error={json.dumps(self.error)}" if self.error else "")
 
 
@@ -109,6 +117,10 @@ class Monitor:
         on_health: called with each :class:`StreamStats` every ``health_interval_s``
             seconds (default: log its line at INFO on ``streamseg.monitor``).
         on_event: called with each event dict as it is written to the events file.
+        resume: the streams continue earlier runs' outputs (``--ray``: a restarted stream
+            actor): JSONL and MOT files are appended to; MP4 segments are numbered on.
+        prepare: called with each :class:`~streamseg.core.Stream` and its config before the
+            runner starts (``--ray`` sets the tracker's ID source and the resume point there).
     """
 
     def __init__(
@@ -118,11 +130,15 @@ class Monitor:
         backend: Any = None,
         on_health: Callable[[StreamStats], None] | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        resume: bool = False,
+        prepare: Callable[[Stream, StreamConfig], None] | None = None,
     ) -> None:
         self.config = config
         self.backend = backend
         self.on_health = on_health or (lambda s: log.info("%s", s.line()))
         self.on_event = on_event
+        self.resume = resume
+        self.prepare = prepare
         self.events: EventLog  # created in run()
         self.runner: Runner | None = None
         self._health: dict[str, _Health] = {}
@@ -171,9 +187,9 @@ class Monitor:
             if cfg.video:
                 outputs.append(SegmentedVideoOutput(folder, cfg.name, segment_s=cfg.segment_s))
             if cfg.jsonl:
-                outputs.append(JsonlOutput(folder / f"{cfg.name}.jsonl", categories=categories))
+                outputs.append(JsonlOutput(folder / f"{cfg.name}.jsonl", categories=categories, append=self.resume))
             if cfg.mot:
-                outputs.append(MotOutput(folder / f"{cfg.name}.txt"))
+                outputs.append(MotOutput(folder / f"{cfg.name}.txt", append=self.resume))
         except (StreamsegError, ValueError, OSError) as exc:
             self._fail(health, exc)
             source = None
@@ -211,8 +227,7 @@ class Monitor:
         )
 
     def _report(self) -> list[StreamStats]:
-        assert self.runner is not None
-        stats = [self._stats(s) for s in self.runner.streams]
+        stats = self.stats()
         for st in stats:
             try:
                 self.on_health(st)
@@ -221,11 +236,8 @@ class Monitor:
         return stats
 
     # -- run -------------------------------------------------------------------------------
-    def run(self) -> list[StreamStats]:
-        """Run until :meth:`stop`, ``duration_s``, or every stream has ended; then stop cleanly.
-
-        Returns:
-            The final :class:`StreamStats` of every stream (totals over the run in ``frames``).
+    def start(self) -> Monitor:
+        """Build the model (unless given), the events log and every stream, and start them; returns self.
 
         Raises:
             ConfigError: a rule names a class the model does not know.
@@ -249,19 +261,26 @@ class Monitor:
         self.events = EventLog(cfg.events, self.on_event)
         try:
             streams = [self._stream(s) for s in cfg.streams]
+            if self.prepare is not None:
+                for stream, stream_cfg in zip(streams, cfg.streams, strict=True):
+                    self.prepare(stream, stream_cfg)
             self.runner = Runner(self.backend, streams, fatal=False,
                                  on_stream_error=lambda s, e: self._fail(self._health[s.name], e))
             self.runner.start()
-            t0 = time.monotonic()
-            next_health = t0 + cfg.health_interval_s
-            while not self._stop.is_set():
-                now = time.monotonic()
-                if (cfg.duration_s and now - t0 >= cfg.duration_s) or not self.runner.running:
-                    break
-                if now >= next_health:
-                    next_health += cfg.health_interval_s
-                    self._report()
-                self._stop.wait(min(0.2, max(next_health - now, 0.01)))
+        except BaseException:
+            self.events.close()
+            raise
+        return self
+
+    def stats(self) -> list[StreamStats]:
+        """Every stream's :class:`StreamStats` since the previous call (fps and ages over that interval)."""
+        assert self.runner is not None
+        return [self._stats(s) for s in self.runner.streams]
+
+    def finish(self) -> list[StreamStats]:
+        """Stop every stream, close the outputs and the events log; the final stats (also reported)."""
+        assert self.runner is not None
+        try:
             self.runner.stop()
             self.runner.join()
             for stream in self.runner.streams:
@@ -273,3 +292,32 @@ class Monitor:
             return self._report()
         finally:
             self.events.close()
+
+    def run(self) -> list[StreamStats]:
+        """Run until :meth:`stop`, ``duration_s``, or every stream has ended; then stop cleanly.
+
+        Returns:
+            The final :class:`StreamStats` of every stream (totals over the run in ``frames``).
+
+        Raises:
+            ConfigError: a rule names a class the model does not know.
+            SinkError: the output folder or events file cannot be written.
+            BackendError, WeightsError: the model cannot be built.
+        """
+        cfg = self.config
+        self.start()
+        assert self.runner is not None
+        try:
+            t0 = time.monotonic()
+            next_health = t0 + cfg.health_interval_s
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if (cfg.duration_s and now - t0 >= cfg.duration_s) or not self.runner.running:
+                    break
+                if now >= next_health:
+                    next_health += cfg.health_interval_s
+                    self._report()
+                self._stop.wait(min(0.2, max(next_health - now, 0.01)))
+        finally:
+            final = self.finish()
+        return final

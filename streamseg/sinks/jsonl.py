@@ -155,6 +155,7 @@ class JsonlWriter(FlushedTextFile):
     Args:
         path: output file (created or truncated; its folder must exist).
         categories: class names indexed by label, for the ``label`` field.
+        append: write after the lines the file holds (see :class:`FlushedTextFile`).
 
     Attributes:
         frames_written: lines written so far.
@@ -163,8 +164,8 @@ class JsonlWriter(FlushedTextFile):
         SinkError: the file cannot be created.
     """
 
-    def __init__(self, path: str | Path, *, categories: Sequence[str]) -> None:
-        super().__init__(path, what="results")
+    def __init__(self, path: str | Path, *, categories: Sequence[str], append: bool = False) -> None:
+        super().__init__(path, what="results", append=append)
         self.categories = tuple(categories)
         self.frames_written = 0
 

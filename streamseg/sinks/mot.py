@@ -69,6 +69,8 @@ class MotWriter(FlushedTextFile):
             ByteTrack's offline post-processing). The file is replaced atomically, so
             it holds either the online rows or the filled ones, never a mix. 0 (the
             default) leaves the online rows as written.
+        append: write after the lines the file holds (see
+            :class:`~streamseg.sinks.textfile.FlushedTextFile`).
 
     Attributes:
         frames_written: calls to :meth:`write` so far (frames, with or without lines).
@@ -80,10 +82,10 @@ class MotWriter(FlushedTextFile):
         ValueError: ``interpolate_max_gap`` is negative.
     """
 
-    def __init__(self, path: str | Path, *, interpolate_max_gap: int = 0) -> None:
+    def __init__(self, path: str | Path, *, interpolate_max_gap: int = 0, append: bool = False) -> None:
         if int(interpolate_max_gap) < 0:
             raise ValueError(f"interpolate_max_gap must be >= 0, got {interpolate_max_gap}")
-        super().__init__(path, what="MOT results", encoding="ascii")
+        super().__init__(path, what="MOT results", encoding="ascii", append=append)
         self.frames_written = 0
         self.rows_written = 0
         self.rows_interpolated = 0

@@ -92,16 +92,20 @@ class VideoOutput:
 
 
 class JsonlOutput:
-    """Per-frame results as JSON lines (see :mod:`streamseg.sinks.jsonl` for the schema), flushed per line."""
+    """Per-frame results as JSON lines (see :mod:`streamseg.sinks.jsonl` for the schema), flushed per line.
+
+    ``append`` writes after the lines the file already holds (a monitor stream resumed
+    after its process was restarted).
+    """
 
     needs_image = False
     stage = "jsonl"
     threaded = True  # mask pasting (cv2) and RLE compression (pycocotools) overlap drawing
 
-    def __init__(self, path: str | Path, *, categories: Sequence[str]) -> None:
+    def __init__(self, path: str | Path, *, categories: Sequence[str], append: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = JsonlWriter(self.path, categories=categories)
+        self._writer = JsonlWriter(self.path, categories=categories, append=append)
 
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
         self._writer.write(result)
@@ -114,16 +118,17 @@ class MotOutput:
     """Tracks as a MOT Challenge txt file (``frame,id,x,y,w,h,conf,-1,-1,-1``, frames 1-based).
 
     ``interpolate_max_gap`` > 0 fills track gaps of up to that many frames when the
-    output is closed (see :class:`~streamseg.sinks.mot.MotWriter`).
+    output is closed (see :class:`~streamseg.sinks.mot.MotWriter`); ``append`` writes
+    after the lines the file already holds.
     """
 
     needs_image = False
     stage = "mot"
 
-    def __init__(self, path: str | Path, *, interpolate_max_gap: int = 0) -> None:
+    def __init__(self, path: str | Path, *, interpolate_max_gap: int = 0, append: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = MotWriter(self.path, interpolate_max_gap=interpolate_max_gap)
+        self._writer = MotWriter(self.path, interpolate_max_gap=interpolate_max_gap, append=append)
 
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
         self._writer.write(result.frame.index, result.instances)

@@ -35,6 +35,13 @@ _BT709 = 1
 _RANGE_MPEG = 1
 
 
+def _mp4_options(fragmented: bool) -> dict[str, str]:
+    """The MP4 muxer's options (see :class:`VideoWriter`'s ``fragmented``)."""
+    if fragmented:
+        return {"movflags": "+empty_moov+default_base_moof", "frag_duration": "1000000", "flush_packets": "1"}
+    return {"movflags": "+faststart"}
+
+
 def _reason(e: Exception) -> str:
     """The human part of an OS or PyAV error (``strerror`` without errno and path)."""
     return getattr(e, "strerror", None) or str(e) or type(e).__name__
@@ -108,6 +115,12 @@ class VideoWriter:
         codec: FFmpeg encoder name.
         crf: x264 constant rate factor (0 = lossless ... 51; 23 is x264's default).
         preset: x264 speed preset (``ultrafast`` ... ``veryslow``).
+        fragmented: write a fragmented MP4 (an empty ``moov``, then a fragment about every
+            second, each handed to the OS when written: FFmpeg's ``movflags=+empty_moov+default_base_moof``,
+            ``frag_duration``, ``flush_packets``),
+            which stays playable up to its last fragment when the process is killed before
+            :meth:`close`; otherwise one ``moov`` written at :meth:`close`, moved to the front
+            (``+faststart``), as players stream best.
 
     Attributes:
         frames_written: frames passed to the encoder so far.
@@ -127,6 +140,7 @@ class VideoWriter:
         codec: str = "libx264",
         crf: int = 23,
         preset: str = "veryfast",
+        fragmented: bool = False,
     ) -> None:
         if width < 1 or height < 1:
             raise ValueError(f"width and height must be >= 1, got {width}x{height}")
@@ -145,9 +159,7 @@ class VideoWriter:
         if not self.path.parent.is_dir():
             raise SinkError(f"cannot write video {self.path}: folder {self.path.parent} does not exist")
         try:
-            self._container = av.open(
-                str(self.path), mode="w", format="mp4", options={"movflags": "+faststart"}
-            )
+            self._container = av.open(str(self.path), mode="w", format="mp4", options=_mp4_options(fragmented))
         except (av.FFmpegError, OSError) as e:
             raise SinkError(f"cannot write video {self.path}: {_reason(e)}") from e
         try:

@@ -99,6 +99,9 @@ class Source:
         info: the :class:`SourceInfo`, None until :meth:`open`.
         frames_decoded: frames the decode thread has produced so far.
         queue_policy: ``"block"`` (files) or ``"drop_oldest"`` (live sources).
+        skip_before: frames with a lower ``Frame.index`` are decoded and discarded, not
+            queued (0: none); set before :meth:`start` to resume a file after the frame
+            a restarted stream last wrote.
 
     Raises:
         ValueError: if ``queue_size`` < 1 or ``max_frames`` < 0.
@@ -115,6 +118,7 @@ class Source:
         self.max_frames = max_frames
         self.info: SourceInfo | None = None
         self.frames_decoded = 0
+        self.skip_before = 0
         self._queue: BoundedQueue[tuple[Frame, float]] = BoundedQueue(queue_size, self.queue_policy)
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
@@ -260,6 +264,8 @@ class Source:
                     break
                 decode_ms = (time.perf_counter() - t0) * 1000.0
                 self.frames_decoded += 1
+                if frame.index < self.skip_before:
+                    continue
                 if not self._queue.put((frame, decode_ms)):
                     break  # cancelled by stop()
         except SourceError as e:

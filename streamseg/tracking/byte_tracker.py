@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -196,6 +196,12 @@ class ByteTracker:
         config: settings; defaults to ``TrackerConfig()``.
         **overrides: fields of :class:`TrackerConfig` to replace.
 
+    Attributes:
+        id_source: None (IDs count 1, 2, ... from each :meth:`reset`), or a callable that
+            returns the next unused ID each time a track is confirmed: a stream that
+            resumes after its process was restarted gives its tracker one that hands out
+            IDs its earlier life never used (:mod:`streamseg.monitor.cluster`).
+
     Raises:
         ConfigError: on an unknown or out-of-range setting.
     """
@@ -206,6 +212,7 @@ class ByteTracker:
         if unknown:
             raise ConfigError(f"unknown tracker setting(s): {', '.join(sorted(unknown))}")
         self.config: TrackerConfig = base
+        self.id_source: Callable[[], int] | None = None
         if overrides:
             self.config = dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
         self.reset()
@@ -432,8 +439,11 @@ class ByteTracker:
                 t.state = TrackState.TRACKED
 
     def _confirm(self, t: Track) -> None:
-        t.track_id = self._next_id
-        self._next_id += 1
+        if self.id_source is not None:
+            t.track_id = int(self.id_source())
+        else:
+            t.track_id = self._next_id
+            self._next_id += 1
         t.state = TrackState.TRACKED
 
     def _start_tracks(self, instances: Instances, dets: Sequence[int], *, confirm: bool) -> list[Track]:
