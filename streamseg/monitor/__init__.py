@@ -45,6 +45,10 @@ def add_parser(subparsers: Any) -> Any:
                    help="stop after S seconds (overrides [monitor] duration_s)")
     p.add_argument("--health-interval", type=float, default=None, metavar="S",
                    help="seconds between health lines (overrides [monitor] health_interval_s)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="HOST:PORT",
+                   help="run the streams and model replicas as Ray actors (pip install 'streamseg[ray]'): on the "
+                   "cluster at HOST:PORT (from `ray start --head`), or without an address on a local Ray instance "
+                   "started for this run; placement from the config's [cluster] table")
     p.set_defaults(func=run)
     return p
 
@@ -64,7 +68,16 @@ def run(args: Any) -> int:
         overrides["health_interval_s"] = float(args.health_interval)
     if overrides:
         config = config.model_copy(update=overrides)
-    monitor = Monitor(config, on_health=lambda s: print(f"health {s.line()}", flush=True))
+    def on_health(s: StreamStats) -> None:
+        print(f"health {s.line()}", flush=True)
+
+    monitor: Any
+    if getattr(args, "ray", None) is not None:
+        from streamseg.monitor.cluster import RayMonitor  # imports Ray: only with --ray
+
+        monitor = RayMonitor(config, address=args.ray or None, on_health=on_health)
+    else:
+        monitor = Monitor(config, on_health=on_health)
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):

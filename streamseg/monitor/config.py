@@ -37,6 +37,15 @@ naming the table and the key, with the allowed values)::
     trails = false
     [streams.tracker]             # optional TrackerConfig fields, e.g. max_lost_frames = 30
 
+    [cluster]                     # optional: used by `streamseg monitor --ray` only
+    replicas = 1                  # model replicas (Ray actors), each with its own copy of the model
+    replica_cpus = 1.0            # Ray CPU resources per replica
+    replica_gpus = 0.0            # Ray GPU resources per replica (1.0: one GPU each)
+    batch_size = 4                # a replica takes up to this many frames (of any streams) at a time
+    max_wait_ms = 5.0             # ... waiting at most this long after the first for the others
+    stream_cpus = 0.5             # Ray CPU resources per stream actor (decode, tracking, outputs)
+    max_restarts = 5              # Ray restarts a dead stream or replica actor this many times (-1: always)
+
     [[rules]]
     name = "crowd"
     kind = "count"                # fires when >= min_count instances of class for duration_s
@@ -63,7 +72,7 @@ from streamseg.config import ModelConfig, StreamSettings, _Config, validated
 from streamseg.errors import ConfigError
 from streamseg.sources import redact_url
 
-__all__ = ["MonitorConfig", "MonitorSettings", "RuleConfig", "StreamConfig", "load_config", "parse_config"]
+__all__ = ["ClusterConfig", "MonitorConfig", "MonitorSettings", "RuleConfig", "StreamConfig", "load_config", "parse_config"]
 
 
 class MonitorSettings(_Config):
@@ -73,6 +82,21 @@ class MonitorSettings(_Config):
     health_interval_s: StrictFloat = Field(default=10.0, gt=0)
     duration_s: StrictFloat = Field(default=0.0, ge=0)
     events: StrictStr = "events.jsonl"
+
+
+class ClusterConfig(_Config):
+    """The ``[cluster]`` table: how ``streamseg monitor --ray`` places the work on a Ray cluster.
+
+    See :mod:`streamseg.monitor.cluster`; resources are Ray's logical CPU and GPU counts.
+    """
+
+    replicas: StrictInt = Field(default=1, ge=1)
+    replica_cpus: StrictFloat = Field(default=1.0, ge=0)
+    replica_gpus: StrictFloat = Field(default=0.0, ge=0)
+    batch_size: StrictInt = Field(default=4, ge=1)
+    max_wait_ms: StrictFloat = Field(default=5.0, ge=0)
+    stream_cpus: StrictFloat = Field(default=0.5, ge=0)
+    max_restarts: StrictInt = Field(default=5, ge=-1)
 
 
 class StreamConfig(StreamSettings):
@@ -126,6 +150,7 @@ class MonitorConfig(_Config):
     streams: tuple[StreamConfig, ...]
     model: ModelConfig = ModelConfig()
     rules: tuple[RuleConfig, ...] = ()
+    cluster: ClusterConfig = ClusterConfig()
     output_dir: Path = Path("monitor-out")
     health_interval_s: float = 10.0
     duration_s: float = 0.0
@@ -135,6 +160,7 @@ class MonitorConfig(_Config):
 class _File(_Config):
     monitor: dict[str, Any] = {}
     model: dict[str, Any] = {}
+    cluster: dict[str, Any] = {}
     streams: list[Any]
     rules: list[Any] = []
 
@@ -158,6 +184,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path = Path(".")) -> Monitor
     top = validated(_File, data, where="config")
     mon = validated(MonitorSettings, top.monitor, where="[monitor]")
     model = validated(ModelConfig, top.model, where="[model]")
+    cluster = validated(ClusterConfig, top.cluster, where="[cluster]")
     if not top.streams:
         raise ConfigError("config: 'streams' is empty: give at least one [[streams]] table")
     streams = tuple(
@@ -183,6 +210,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path = Path(".")) -> Monitor
         streams=streams,
         model=model,
         rules=tuple(rules),
+        cluster=cluster,
         output_dir=output_dir,
         health_interval_s=mon.health_interval_s,
         duration_s=mon.duration_s,

@@ -1,0 +1,566 @@
+"""``streamseg monitor CONFIG.toml --ray [ADDRESS]``: the monitor's streams and model replicas as Ray actors.
+
+Imported only with ``--ray`` (``pip install 'streamseg[ray]'``); local mode never imports Ray.
+
+Who runs where::
+
+    driver (`streamseg monitor --ray`)      starts or joins Ray, creates the actors, prints health lines
+    StreamLedger       (1 actor, 0 CPU)     what must outlive a stream actor: the track-ID blocks handed
+                                            out, the last frame written, restarts and frames lost
+    ModelReplica       (replicas = N)       one backend each (replica_cpus / replica_gpus of Ray's
+                                            resources); batches the frames of every stream
+    StreamActor        (one per stream)     the stream's source (decode, reconnects), tracker and outputs
+                                            (MP4 segments, JSONL, MOT, rules, events): local mode's
+                                            Monitor with this one stream, whose backend is a ReplicaPool
+
+A stream actor runs exactly the local monitor's code (:class:`~streamseg.monitor.runner.Monitor`
+over the core's :class:`~streamseg.core.Runner`), so its outputs are the local mode's; only
+``backend.infer`` crosses the network. Per model frame, the decoded RGB frame (H x W x 3 uint8,
+through Ray's object store) goes to a replica, and the :class:`~streamseg.types.Instances`
+come back with their 28 x 28 box-frame masks, never pasted ones (about 3.2 kB per instance
+with keypoints), plus the stage timings.
+
+Batching: a replica collects the frames that arrive from any streams, up to ``batch_size``,
+waiting at most ``max_wait_ms`` after the first, and runs them one after another in one
+call into its backend (the exported graphs have batch 1: batching here bounds the wait and
+amortises the dispatch, it does not make one batched forward pass).
+
+Faults (Ray restarts an actor up to ``max_restarts`` times):
+
+* a stream actor that dies (its process killed, its node lost) is restarted by Ray. It
+  resumes with the same outputs (JSONL and MOT appended to, a new MP4 segment numbered
+  on; the segment cut by the kill plays up to its last one-second fragment) and the same
+  track-ID space: IDs come in blocks reserved from the ledger before they are used, so no
+  ID of its earlier life is given again. The frames lost in the outage are counted
+  (``lost=`` in the health line, a ``restart`` event with ``lost_frames``): for a live
+  source, the outage's length times the stream's frame rate; a file resumes after the
+  last frame written (its outputs are written synchronously in Ray mode, so "written"
+  means on disk) and loses none;
+* a model replica that dies takes its in-flight frames with it: each is counted in its
+  stream's ``lost``, and the stream's next frames go to the other replicas while Ray
+  restarts it;
+* a stream whose source fails reconnects exactly as in local mode (it is the same code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from streamseg.config import ModelConfig
+from streamseg.core import Stream
+from streamseg.errors import BackendError, ConfigError, SinkError, StreamsegError
+from streamseg.monitor.config import MonitorConfig, StreamConfig
+from streamseg.monitor.runner import Monitor, StreamStats
+from streamseg.sinks import EventLog
+from streamseg.types import Instances
+
+__all__ = ["ID_BLOCK", "RayMonitor", "ReplicaLost", "ReplicaPool", "import_ray"]
+
+#: Track IDs a stream actor reserves from the ledger at a time.
+ID_BLOCK = 1000
+#: Seconds a replica that lost a frame is passed over before it is tried again (Ray restarts it).
+REPLICA_BACKOFF_S = 5.0
+
+
+def import_ray() -> Any:
+    """The ``ray`` module.
+
+    Raises:
+        ConfigError: Ray is not installed (with the command that installs it).
+    """
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError("streamseg monitor --ray needs Ray: pip install 'streamseg[ray]'") from exc
+    return ray
+
+
+ray = import_ray()
+
+
+class ReplicaLost(BackendError):
+    """A model replica died (or did not answer) with the frame in flight: the frame is dropped and counted."""
+
+
+# -- the ledger ---------------------------------------------------------------------------
+
+
+class StreamLedger:
+    """The state of every stream that must outlive its actor (one small actor per monitor run).
+
+    Per stream: ``next_id`` (the first track ID not reserved yet), ``starts`` (actor
+    starts; ``restarts = starts - 1``), ``last_index`` and ``last_wall_s`` (the last frame
+    written, its ``Frame.index`` and ``time.time()``), ``lost`` (frames lost so far).
+    """
+
+    def __init__(self) -> None:
+        self._streams: dict[str, dict[str, Any]] = {}
+
+    def _get(self, name: str) -> dict[str, Any]:
+        return self._streams.setdefault(
+            name, {"next_id": 1, "starts": 0, "last_index": -1, "last_wall_s": None, "lost": 0, "fps": None}
+        )
+
+    def begin(self, name: str) -> dict[str, Any]:
+        """A stream actor starts: count it; returns the stream's state (``starts`` > 1: a restart)."""
+        state = self._get(name)
+        state["starts"] += 1
+        return dict(state)
+
+    def reserve_ids(self, name: str, count: int) -> int:
+        """Reserve ``count`` track IDs for ``name``; returns the first (IDs first .. first + count - 1)."""
+        state = self._get(name)
+        first = state["next_id"]
+        state["next_id"] += int(count)
+        return first
+
+    def progress(self, name: str, index: int, wall_s: float, fps: float | None) -> None:
+        """Frame ``index`` of ``name`` was written at ``wall_s`` (``time.time()``); ``fps``: its source's rate."""
+        state = self._get(name)
+        state["last_index"], state["last_wall_s"] = int(index), float(wall_s)
+        if fps:
+            state["fps"] = float(fps)
+
+    def add_lost(self, name: str, count: int) -> int:
+        """Count ``count`` more lost frames of ``name``; returns the total."""
+        state = self._get(name)
+        state["lost"] += int(count)
+        return state["lost"]
+
+
+# -- model replicas -----------------------------------------------------------------------
+
+
+class ModelReplica:
+    """One copy of the model, serving frames of any streams in batches (a Ray async actor).
+
+    Args:
+        model: the model's config (:func:`streamseg.backends.create_backend` builds it here).
+        batch_size: most frames per batch, >= 1.
+        max_wait_ms: longest wait after a batch's first frame for more, ms.
+
+    Raises:
+        BackendError, WeightsError, ConfigError: the model cannot be built (the actor fails).
+    """
+
+    def __init__(self, model: ModelConfig, batch_size: int, max_wait_ms: float) -> None:
+        from streamseg.backends import create_backend
+
+        self.backend = create_backend(model)
+        self.batch_size = int(batch_size)
+        self.max_wait_s = float(max_wait_ms) / 1000.0
+        self._queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="streamseg-replica")
+        self.batches = 0
+        self.frames = 0
+
+    async def info(self) -> dict[str, Any]:
+        """``model_name``, ``categories``, ``random_weights``, ``device``, ``pid``, ``batches``, ``frames``."""
+        b = self.backend
+        return {"model_name": b.model_name, "categories": list(b.categories), "random_weights": bool(b.random_weights),
+                "device": str(b.device), "pid": os.getpid(), "batches": self.batches, "frames": self.frames}  # fmt: skip
+
+    async def infer(self, image: np.ndarray) -> tuple[Instances, dict[str, float]]:
+        """The backend's ``infer(image)`` for one frame, run in the next batch.
+
+        Returns:
+            ``(instances, timings_ms)``: the Instances without pasted mask crops, and the
+            backend's stage times plus ``replica_wait`` (ms in this replica's queue).
+        """
+        loop = asyncio.get_running_loop()
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._task = loop.create_task(self._batches())
+        future = loop.create_future()
+        await self._queue.put((image, future, time.perf_counter()))
+        return await future
+
+    async def _batches(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            deadline = loop.time() + self.max_wait_s
+            while len(batch) < self.batch_size:
+                if not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except asyncio.TimeoutError:
+                    break
+            t_run = time.perf_counter()
+            results = await loop.run_in_executor(self._executor, self._run, [item[0] for item in batch])
+            self.batches += 1
+            self.frames += len(batch)
+            for (_, future, t_queued), result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    result[1]["replica_wait"] = (t_run - t_queued) * 1000.0
+                    future.set_result(result)
+
+    def _run(self, images: list[np.ndarray]) -> list[Any]:
+        out: list[Any] = []
+        for image in images:
+            try:
+                instances, timings = self.backend.infer(image)
+                out.append((instances.replace(mask_crops=None), dict(timings)))  # 28x28 masks only
+            except Exception as exc:  # noqa: BLE001 - returned to the frame's caller
+                out.append(exc if isinstance(exc, StreamsegError) else BackendError(f"{type(exc).__name__}: {exc}"))
+        return out
+
+
+class ReplicaPool:
+    """The model replicas behind the :class:`~streamseg.backends.base.Backend` protocol (in a stream actor).
+
+    Frames go round-robin to the replicas, skipping for :data:`REPLICA_BACKOFF_S` one that
+    just lost a frame (Ray is restarting it).
+
+    Args:
+        replicas: the :class:`ModelReplica` actor handles.
+        info: a replica's :meth:`ModelReplica.info`.
+        timeout_s: longest wait for one frame's result, s.
+
+    Attributes:
+        lost: frames dropped because their replica died or did not answer.
+    """
+
+    name = "ray"
+
+    def __init__(self, replicas: list[Any], info: dict[str, Any], *, timeout_s: float = 300.0) -> None:
+        if not replicas:
+            raise ConfigError("the ray backend needs at least one model replica")
+        self.replicas = list(replicas)
+        self.model_name = str(info["model_name"])
+        self.categories = tuple(info["categories"])
+        self.random_weights = bool(info["random_weights"])
+        self.device = f"ray ({len(self.replicas)} replica(s) on {info['device']})"
+        self.timeout_s = float(timeout_s)
+        self.lost = 0
+        self._next = 0
+        self._down_until = [0.0] * len(self.replicas)
+        self._lock = threading.Lock()
+
+    def _pick(self) -> int:
+        now = time.monotonic()
+        n = len(self.replicas)
+        with self._lock:
+            order = [(self._next + k) % n for k in range(n)]
+            up = [i for i in order if self._down_until[i] <= now]
+            chosen = (up or order)[0]
+            self._next = chosen + 1
+        return chosen
+
+    def infer(self, image: np.ndarray) -> tuple[Instances, dict[str, float]]:
+        """One frame on the next replica.
+
+        Returns:
+            ``(instances, timings_ms)``, the timings with ``replica_rtt`` (ms from sending the
+            frame to having the result, the model's time included).
+
+        Raises:
+            ReplicaLost: the replica died or did not answer in ``timeout_s``; counted in :attr:`lost`.
+            BackendError: the model failed on the frame.
+        """
+        index = self._pick()
+        t0 = time.perf_counter()
+        try:
+            instances, timings = ray.get(self.replicas[index].infer.remote(image), timeout=self.timeout_s)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+            with self._lock:
+                self.lost += 1
+                self._down_until[index] = time.monotonic() + REPLICA_BACKOFF_S
+            raise ReplicaLost(f"model replica {index} lost the frame ({type(exc).__name__}); frame dropped") from None
+        except ray.exceptions.RayTaskError as exc:
+            raise BackendError(f"model replica {index}: {exc.cause if exc.cause is not None else exc}") from None
+        timings = dict(timings)
+        timings["replica_rtt"] = (time.perf_counter() - t0) * 1000.0
+        return instances, timings
+
+
+# -- stream actors ------------------------------------------------------------------------
+
+
+class _IdBlocks:
+    """Track IDs from blocks of :data:`ID_BLOCK` reserved in the ledger before any is used."""
+
+    def __init__(self, ledger: Any, name: str) -> None:
+        self.ledger, self.name = ledger, name
+        self._next = self._end = 0
+
+    def __call__(self) -> int:
+        if self._next >= self._end:
+            self._next = int(ray.get(self.ledger.reserve_ids.remote(self.name, ID_BLOCK)))
+            self._end = self._next + ID_BLOCK
+        self._next += 1
+        return self._next - 1
+
+
+class StreamActor:
+    """One monitor stream in its own process: local mode's :class:`Monitor` with this one stream.
+
+    Started by Ray; started again by Ray after its process died (see the module docstring).
+
+    Args:
+        config: the whole monitor config (this actor runs the stream named ``name``).
+        name: the stream's name.
+        replicas: the :class:`ModelReplica` handles.
+        ledger: the :class:`StreamLedger` handle.
+        info: a replica's :meth:`ModelReplica.info` (categories, random weights).
+    """
+
+    def __init__(self, config: MonitorConfig, name: str, replicas: list[Any], ledger: Any, info: dict) -> None:
+        self.name = name
+        self.ledger = ledger
+        state = ray.get(ledger.begin.remote(name))
+        self.restarts = int(state["starts"]) - 1
+        self._resume: dict[str, Any] | None = state if self.restarts else None
+        self._lost_outage = int(state["lost"])
+        self._fps: float | None = None
+        self._source: Any = None
+        stream_cfg = next(s for s in config.streams if s.name == name)
+        one = config.model_copy(update={"streams": (stream_cfg,)})
+        self.pool = ReplicaPool(replicas, info)
+        self._ids = _IdBlocks(ledger, name)
+        self.monitor = Monitor(one, backend=self.pool, on_health=lambda _: None, resume=bool(self.restarts),
+                               prepare=self._prepare)  # fmt: skip
+        self.monitor.start()
+
+    def _prepare(self, stream: Stream, cfg: StreamConfig) -> None:
+        if stream.processor.tracker is not None:
+            stream.processor.tracker.id_source = self._ids
+        # Written synchronously, so a frame reported to the ledger is on disk (a file resumes after it).
+        stream.processor.output_threads = False
+        if stream.source is not None:
+            if self._resume is not None and not stream.live:
+                stream.source.skip_before = int(self._resume["last_index"]) + 1
+            self._source = stream.source
+        stream.on_result = self._on_result
+
+    def _on_result(self, result: Any) -> None:
+        frame = result.frame
+        now = time.time()
+        if self._fps is None and self._source is not None:
+            info = getattr(self._source, "info", None)  # filled once the source has opened
+            self._fps = float(info.fps) if info is not None and info.fps else None
+        if self._resume is not None:
+            self._count_outage(frame.index, now)
+        self.ledger.progress.remote(self.name, frame.index, now, self._fps)
+
+    def _count_outage(self, index: int, now: float) -> None:
+        """The first frame written after a restart: count and log the frames the outage lost."""
+        resume, self._resume = self._resume, None
+        assert resume is not None
+        stream = self.monitor.runner.streams[0] if self.monitor.runner else None
+        last_index, last_wall = int(resume["last_index"]), resume["last_wall_s"]
+        fps = self._fps or resume.get("fps")
+        if stream is not None and not stream.live:
+            lost = max(0, index - last_index - 1)  # a file resumes after the last frame written
+        elif last_wall is not None and fps:
+            lost = max(0, round((now - float(last_wall)) * float(fps)) - 1)
+        else:
+            lost = 0
+        self._lost_outage = int(ray.get(self.ledger.add_lost.remote(self.name, lost)))
+        outage_s = None if last_wall is None else round(now - float(last_wall), 3)
+        self.monitor._event(self.name, "restart", restarts=self.restarts, lost_frames=lost, outage_s=outage_s,
+                            resumed_at_frame=int(index), detail=f"stream actor restarted (pid {os.getpid()})")  # fmt: skip
+
+    def _with_counts(self, stats: StreamStats) -> StreamStats:
+        stats.restarts = self.restarts
+        stats.lost = self._lost_outage + self.pool.lost
+        return stats
+
+    def stats(self) -> tuple[StreamStats, bool]:
+        """``(stats since the previous call, still running)``."""
+        runner = self.monitor.runner
+        return self._with_counts(self.monitor.stats()[0]), bool(runner is not None and runner.running)
+
+    def running(self) -> bool:
+        """Whether the stream still runs (its output thread is alive)."""
+        runner = self.monitor.runner
+        return bool(runner is not None and runner.running)
+
+    def stop(self) -> StreamStats:
+        """Stop the stream, close its outputs; its final stats (totals)."""
+        return self._with_counts(self.monitor.finish()[0])
+
+    def pid(self) -> int:
+        """The actor's process id."""
+        return os.getpid()
+
+
+# -- the driver ---------------------------------------------------------------------------
+
+
+class RayMonitor:
+    """Run a :class:`~streamseg.monitor.config.MonitorConfig` on a Ray cluster (see the module docstring).
+
+    Args:
+        config: the validated config; its ``[cluster]`` table places the actors.
+        address: a running cluster's ``HOST:PORT`` (``ray start --head`` prints it), or None
+            to start a local Ray instance for this run (stopped at the end).
+        on_health: called with each stream's :class:`StreamStats` every ``health_interval_s``
+            seconds and once at the end (default: nothing).
+        namespace: the Ray namespace of the actors (default: a fresh one per run).
+    """
+
+    def __init__(
+        self,
+        config: MonitorConfig,
+        *,
+        address: str | None = None,
+        on_health: Callable[[StreamStats], None] | None = None,
+        namespace: str | None = None,
+    ) -> None:
+        self.config = config
+        self.address = address
+        self.on_health = on_health or (lambda _: None)
+        self.run_id = uuid.uuid4().hex[:8]
+        self.namespace = namespace or f"streamseg-{self.run_id}"
+        self._stop = threading.Event()
+        self.actors: dict[str, Any] = {}
+        self.replicas: list[Any] = []
+        self._last: dict[str, StreamStats] = {}
+
+    def stop(self) -> None:
+        """Ask the run to stop (safe from a signal handler or another thread)."""
+        self._stop.set()
+
+    def actor_name(self, stream: str) -> str:
+        """The Ray actor name of ``stream``'s actor (``ray.util.state.list_actors`` shows it)."""
+        return f"streamseg-stream-{stream}"
+
+    def replica_name(self, index: int) -> str:
+        """The Ray actor name of model replica ``index``."""
+        return f"streamseg-replica-{index}"
+
+    def run(self) -> list[StreamStats]:
+        """Run until :meth:`stop`, ``duration_s``, or every stream has ended; then stop cleanly.
+
+        Returns:
+            The final :class:`StreamStats` of every stream.
+
+        Raises:
+            ConfigError: Ray is not installed, the address cannot be reached, a rule names
+                an unknown class.
+            BackendError: the model cannot be built on a replica.
+            SinkError: the output folder or events file cannot be written.
+        """
+        cfg, cluster = self.config, self.config.cluster
+        started = not ray.is_initialized()
+        if started:
+            try:
+                ray.init(address=self.address or "local", namespace=self.namespace, log_to_driver=False,
+                         **({} if self.address else {"include_dashboard": True}))  # fmt: skip
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ConfigError(f"cannot reach the Ray cluster at {self.address}: {exc}") from None
+        try:
+            try:
+                cfg.output_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise SinkError(f"cannot create {cfg.output_dir}: {e.strerror or e}") from None
+            events = EventLog(cfg.events)
+            try:
+                return self._run(cfg, cluster, events)
+            finally:
+                events.close()
+        finally:
+            for handle in [*self.actors.values(), *self.replicas]:
+                try:
+                    ray.kill(handle, no_restart=True)
+                except Exception:  # noqa: BLE001, S110 - already gone
+                    pass
+            if started:
+                ray.shutdown()
+
+    def _run(self, cfg: MonitorConfig, cluster: Any, events: EventLog) -> list[StreamStats]:
+        ledger = ray.remote(StreamLedger).options(num_cpus=0, name="streamseg-ledger").remote()
+        replica_cls = ray.remote(ModelReplica)
+        self.replicas = [
+            replica_cls.options(
+                num_cpus=cluster.replica_cpus, num_gpus=cluster.replica_gpus, max_restarts=cluster.max_restarts,
+                max_task_retries=0, name=self.replica_name(i),
+            ).remote(cfg.model, cluster.batch_size, cluster.max_wait_ms)
+            for i in range(cluster.replicas)
+        ]  # fmt: skip
+        try:
+            info = ray.get(self.replicas[0].info.remote())
+        except ray.exceptions.RayActorError as exc:
+            raise BackendError(f"the model replica could not start: {exc}") from None
+        for rule in cfg.rules:
+            if rule.class_name not in info["categories"]:
+                raise ConfigError(f"rule {rule.name!r}: unknown class {rule.class_name!r} for model {info['model_name']}")
+        events.write({"type": "cluster", "stream": "*", "replicas": cluster.replicas, "streams": len(cfg.streams),
+                      "detail": f"ray {ray.__version__}, namespace {self.namespace}"})  # fmt: skip
+        stream_cls = ray.remote(StreamActor)
+        for s in cfg.streams:
+            self.actors[s.name] = stream_cls.options(
+                num_cpus=cluster.stream_cpus, max_restarts=cluster.max_restarts, max_task_retries=0,
+                name=self.actor_name(s.name),
+            ).remote(cfg, s.name, self.replicas, ledger, info)  # fmt: skip
+        t0 = time.monotonic()
+        next_health = t0 + cfg.health_interval_s
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if cfg.duration_s and now - t0 >= cfg.duration_s:
+                break
+            report = now >= next_health
+            running = self._poll(report)
+            if not running:
+                break
+            if report:
+                next_health += cfg.health_interval_s
+            self._stop.wait(min(1.0, max(next_health - time.monotonic(), 0.01)))
+        return self._finish()
+
+    def _poll(self, report: bool) -> bool:
+        """Ask every stream actor whether it runs, and for its stats when ``report``; True while any runs."""
+        refs = {name: (actor.stats if report else actor.running).remote() for name, actor in self.actors.items()}
+        any_running = False
+        for name, ref in refs.items():
+            try:
+                if not report:
+                    any_running = any_running or bool(ray.get(ref, timeout=30))
+                    continue
+                stats, running = ray.get(ref, timeout=30)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+                last = self._last.get(name)
+                dead = isinstance(exc, ray.exceptions.ActorDiedError)
+                stats = StreamStats(name=name, state="failed" if dead else "restarting", fps=0.0, age_p50_ms=0.0,
+                                    age_p95_ms=0.0, drops=last.drops if last else 0,
+                                    reconnects=last.reconnects if last else 0, frames=last.frames if last else 0,
+                                    error=f"stream actor {'died' if dead else 'unavailable'} ({type(exc).__name__})",
+                                    restarts=last.restarts if last else 0, lost=last.lost if last else 0)  # fmt: skip
+                running = not dead
+            self._last[name] = stats
+            any_running = any_running or running
+            if report:
+                self.on_health(stats)
+        return any_running
+
+    def _finish(self) -> list[StreamStats]:
+        refs = {name: actor.stop.remote() for name, actor in self.actors.items()}
+        final = []
+        for name, ref in refs.items():
+            try:
+                stats = ray.get(ref, timeout=120)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+                stats = self._last.get(name) or StreamStats(name, "failed", 0.0, 0.0, 0.0, 0, 0, 0)
+                stats.state, stats.error = "failed", f"stream actor did not stop cleanly ({type(exc).__name__})"
+            final.append(stats)
+            self.on_health(stats)
+        return final
