@@ -31,7 +31,9 @@ Faults (Ray restarts an actor up to ``max_restarts`` times):
   resumes with the same outputs (JSONL and MOT appended to, a new MP4 segment numbered
   on; the segment cut by the kill plays up to its last one-second fragment) and the same
   track-ID space: IDs come in blocks reserved from the ledger before they are used, so no
-  ID of its earlier life is given again. The frames lost in the outage are counted
+  ID of its earlier life is given again. A live stream's ``Frame.index`` goes on from the
+  last frame written and its ``pts_s`` from that frame's plus the outage (wall time), as a
+  reconnect does in local mode. The frames lost in the outage are counted
   (``lost=`` in the health line, a ``restart`` event with ``lost_frames``): for a live
   source, the outage's length times the stream's frame rate; a file resumes after the
   last frame written (its outputs are written synchronously in Ray mode, so "written"
@@ -98,8 +100,9 @@ class StreamLedger:
     """The state of every stream that must outlive its actor (one small actor per monitor run).
 
     Per stream: ``next_id`` (the first track ID not reserved yet), ``starts`` (actor
-    starts; ``restarts = starts - 1``), ``last_index`` and ``last_wall_s`` (the last frame
-    written, its ``Frame.index`` and ``time.time()``), ``lost`` (frames lost so far).
+    starts; ``restarts = starts - 1``), ``last_index``, ``last_pts_s`` and ``last_wall_s`` (the
+    last frame written: its ``Frame.index``, ``Frame.pts_s`` and ``time.time()``), ``fps`` (its
+    source's rate), ``lost`` (frames lost so far).
     """
 
     def __init__(self) -> None:
@@ -107,7 +110,8 @@ class StreamLedger:
 
     def _get(self, name: str) -> dict[str, Any]:
         return self._streams.setdefault(
-            name, {"next_id": 1, "starts": 0, "last_index": -1, "last_wall_s": None, "lost": 0, "fps": None}
+            name, {"next_id": 1, "starts": 0, "last_index": -1, "last_pts_s": 0.0, "last_wall_s": None, "lost": 0,
+                   "fps": None}
         )
 
     def begin(self, name: str) -> dict[str, Any]:
@@ -123,10 +127,11 @@ class StreamLedger:
         state["next_id"] += int(count)
         return first
 
-    def progress(self, name: str, index: int, wall_s: float, fps: float | None) -> None:
-        """Frame ``index`` of ``name`` was written at ``wall_s`` (``time.time()``); ``fps``: its source's rate."""
+    def progress(self, name: str, index: int, pts_s: float, wall_s: float, fps: float | None) -> None:
+        """Frame ``index`` (at ``pts_s``) of ``name`` was written at ``wall_s`` (``time.time()``);
+        ``fps``: its source's rate, when known."""
         state = self._get(name)
-        state["last_index"], state["last_wall_s"] = int(index), float(wall_s)
+        state["last_index"], state["last_pts_s"], state["last_wall_s"] = int(index), float(pts_s), float(wall_s)
         if fps:
             state["fps"] = float(fps)
 
@@ -346,8 +351,12 @@ class StreamActor:
         # Written synchronously, so a frame reported to the ledger is on disk (a file resumes after it).
         stream.processor.output_threads = False
         if stream.source is not None:
-            if self._resume is not None and not stream.live:
-                stream.source.skip_before = int(self._resume["last_index"]) + 1
+            resume = self._resume
+            if resume is not None and not stream.live:  # a file: on after the last frame written
+                stream.source.skip_before = int(resume["last_index"]) + 1
+            elif resume is not None and resume["last_wall_s"] is not None:  # live: numbering and timeline go on
+                stream.source.index_offset = int(resume["last_index"]) + 1
+                stream.source.pts_offset_s = float(resume["last_pts_s"]) + max(0.0, time.time() - resume["last_wall_s"])
             self._source = stream.source
         stream.on_result = self._on_result
 
@@ -359,7 +368,7 @@ class StreamActor:
             self._fps = float(info.fps) if info is not None and info.fps else None
         if self._resume is not None:
             self._count_outage(frame.index, now)
-        self.ledger.progress.remote(self.name, frame.index, now, self._fps)
+        self.ledger.progress.remote(self.name, frame.index, frame.pts_s, now, self._fps)
 
     def _count_outage(self, index: int, now: float) -> None:
         """The first frame written after a restart: count and log the frames the outage lost."""
@@ -442,11 +451,11 @@ class RayMonitor:
 
     def actor_name(self, stream: str) -> str:
         """The Ray actor name of ``stream``'s actor (``ray.util.state.list_actors`` shows it)."""
-        return f"streamseg-stream-{stream}"
+        return f"streamseg-{self.run_id}-stream-{stream}"
 
     def replica_name(self, index: int) -> str:
         """The Ray actor name of model replica ``index``."""
-        return f"streamseg-replica-{index}"
+        return f"streamseg-{self.run_id}-replica-{index}"
 
     def run(self) -> list[StreamStats]:
         """Run until :meth:`stop`, ``duration_s``, or every stream has ended; then stop cleanly.
@@ -488,7 +497,7 @@ class RayMonitor:
                 ray.shutdown()
 
     def _run(self, cfg: MonitorConfig, cluster: Any, events: EventLog) -> list[StreamStats]:
-        ledger = ray.remote(StreamLedger).options(num_cpus=0, name="streamseg-ledger").remote()
+        ledger = ray.remote(StreamLedger).options(num_cpus=0).remote()
         replica_cls = ray.remote(ModelReplica)
         self.replicas = [
             replica_cls.options(

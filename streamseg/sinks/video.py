@@ -120,7 +120,9 @@ class VideoWriter:
             ``frag_duration``, ``flush_packets``),
             which stays playable up to its last fragment when the process is killed before
             :meth:`close`; otherwise one ``moov`` written at :meth:`close`, moved to the front
-            (``+faststart``), as players stream best.
+            (``+faststart``), as players stream best. Fragmented, x264 also runs with
+            ``tune=zerolatency`` (no lookahead, no B-frames), so each frame's packet is out at
+            once and a kill loses at most the last second, not the encoder's queue too.
 
     Attributes:
         frames_written: frames passed to the encoder so far.
@@ -148,6 +150,7 @@ class VideoWriter:
         self.width, self.height = int(width), int(height)
         self.out_width, self.out_height = encoded_size(self.width, self.height)
         self.fps = _as_fraction(fps)
+        self.fragmented = bool(fragmented)
         self.frames_written = 0
         clock = _BASE_CLOCK if self.fps is None else math.lcm(_BASE_CLOCK, self.fps.numerator)
         self.time_base = Fraction(1, clock if clock <= _MAX_CLOCK else _BASE_CLOCK)
@@ -186,7 +189,8 @@ class VideoWriter:
             stream = self._container.add_stream(
                 codec,
                 rate=self.fps or _NOMINAL_FPS,
-                options={"crf": str(crf), "preset": preset, "profile": "high"},
+                options={"crf": str(crf), "preset": preset, "profile": "high",
+                         **({"tune": "zerolatency"} if self.fragmented else {})},
             )
         except av.codec.codec.UnknownCodecError:
             raise ValueError(f"FFmpeg has no encoder named {codec!r}") from None

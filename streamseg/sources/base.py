@@ -102,6 +102,9 @@ class Source:
         skip_before: frames with a lower ``Frame.index`` are decoded and discarded, not
             queued (0: none); set before :meth:`start` to resume a file after the frame
             a restarted stream last wrote.
+        index_offset, pts_offset_s: added to every frame's ``index`` and ``pts_s`` (0: none);
+            set before :meth:`start` so a live stream resumed in a new process continues
+            its numbering and timeline.
 
     Raises:
         ValueError: if ``queue_size`` < 1 or ``max_frames`` < 0.
@@ -119,6 +122,8 @@ class Source:
         self.info: SourceInfo | None = None
         self.frames_decoded = 0
         self.skip_before = 0
+        self.index_offset = 0
+        self.pts_offset_s = 0.0
         self._queue: BoundedQueue[tuple[Frame, float]] = BoundedQueue(queue_size, self.queue_policy)
         self._stop_event = threading.Event()
         self._thread: threading.Thread | None = None
@@ -266,6 +271,10 @@ class Source:
                 self.frames_decoded += 1
                 if frame.index < self.skip_before:
                     continue
+                if self.index_offset or self.pts_offset_s:
+                    frame = dataclasses.replace(
+                        frame, index=frame.index + self.index_offset, pts_s=frame.pts_s + self.pts_offset_s
+                    )
                 if not self._queue.put((frame, decode_ms)):
                     break  # cancelled by stop()
         except SourceError as e:
