@@ -31,8 +31,8 @@ from tests.rtsp_server import RtspServer, free_port, server_unavailable
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'streamseg[ray]')")
 
-from streamseg.monitor import Monitor, StreamStats, parse_config  # noqa: E402
-from streamseg.monitor.cluster import ID_BLOCK, RayMonitor  # noqa: E402
+from streamseg.monitor import Monitor, StreamStats, parse_config
+from streamseg.monitor.cluster import ID_BLOCK, RayMonitor
 
 pytestmark = pytest.mark.slow  # each starts Ray actors (a process per stream and replica)
 

@@ -205,7 +205,7 @@ class ModelReplica:
                     break
                 try:
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             t_run = time.perf_counter()
             results = await loop.run_in_executor(self._executor, self._run, [item[0] for item in batch])
