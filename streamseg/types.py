@@ -91,7 +91,10 @@ class Instances:
         labels: (N,) int64 class indices into the model's category list (for COCO
             models these are the COCO category ids, 1 = person).
         masks: (N, M, M) float32 mask probabilities in the box frame (the box is
-            split into M x M cells), or None for a model without a mask head. Use
+            split into M x M cells), or None for a model without a mask head. A mask of
+            NaN means "no mask for this instance" (a person found only by the keypoint
+            model, :func:`streamseg.postprocess.merge_keypoints`); pasted, it is empty, and
+            outputs leave its ``segmentation`` out (:attr:`mask_present`). Use
             :func:`streamseg.masks.paste_masks` for full-size binary masks.
         keypoints: (N, 17, 3) float32 (x, y, score) in image pixels, or None for a
             model without keypoints. A row of NaN means "no keypoints for this
@@ -234,6 +237,20 @@ class Instances:
     def has_keypoints(self) -> bool:
         """Whether the instances carry keypoints (some rows may still be NaN)."""
         return self.keypoints is not None
+
+    @property
+    def mask_present(self) -> np.ndarray:
+        """(N,) bool: the instance has a mask (``masks`` is not None and its mask is not NaN)."""
+        if self.masks is None:
+            return np.zeros(len(self), dtype=bool)
+        return ~np.isnan(self.masks).any(axis=(1, 2))
+
+    @property
+    def keypoints_present(self) -> np.ndarray:
+        """(N,) bool: the instance has keypoints (``keypoints`` is not None and its row holds no NaN)."""
+        if self.keypoints is None:
+            return np.zeros(len(self), dtype=bool)
+        return ~np.isnan(self.keypoints).any(axis=(1, 2))
 
     def __repr__(self) -> str:
         parts = [f"n={len(self)}", f"image_size={self.image_size}"]

@@ -323,3 +323,28 @@ def test_jsonl_interrupted_last_line_and_errors(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(SinkError, match="cannot write results"):
         JsonlWriter(blocker / "r.jsonl", categories=COCO_CATEGORIES)
+
+
+def test_keypoint_only_instances_have_no_segmentation(tmp_path: Path) -> None:
+    """Persons found only by the keypoint model (``--keypoints``) carry no mask: no ``segmentation`` key.
+
+    An all-zero RLE would be a false positive in COCO segm evaluation. A mask-model instance whose
+    mask is empty after thresholding keeps its (empty) RLE: the decision is per instance.
+    """
+    from streamseg.postprocess import merge_keypoints
+
+    masks = np.full((2, 28, 28), 0.9, np.float32)
+    masks[1] = 0.2  # below 0.5 everywhere: an empty, but real, mask
+    mask_model = Instances((H, W), [[10, 10, 50, 100], [100, 10, 150, 100]], [0.9, 0.8], [1, 3], masks=masks)
+    kps = np.full((2, 17, 3), 30.0, np.float32)
+    kp_model = Instances((H, W), [[12, 10, 50, 100], [60, 5, 90, 110]], [0.95, 0.7], [1, 1], keypoints=kps)
+    merged = merge_keypoints(mask_model, kp_model)
+    assert len(merged) == 3
+    frame = Frame("cam.mp4", 0, 0.0, 0.0, np.zeros((H, W, 3), np.uint8))
+    rows = result_to_dict(FrameResult(frame, merged), COCO_CATEGORIES)["instances"]
+    by_box = {tuple(round(v) for v in r["bbox"][:2]): r for r in rows}
+    assert "segmentation" in by_box[(10, 10)] and "keypoints" in by_box[(10, 10)]  # paired person
+    empty = by_box[(100, 10)]["segmentation"]  # the car: no keypoints, an empty mask of its own
+    assert not mask_util.decode({"size": empty["size"], "counts": empty["counts"].encode()}).any()
+    only_kp = by_box[(60, 5)]
+    assert "segmentation" not in only_kp and len(only_kp["keypoints"]) == 51

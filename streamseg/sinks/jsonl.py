@@ -12,7 +12,7 @@ Schema of one line (coordinates in image pixels, times in seconds or ms)::
         "label": "person",              # categories[category_id]
         "score": 0.9871,                # 4 decimals
         "bbox": [x, y, w, h],           # COCO xywh, float pixels, 2 decimals
-        "segmentation": {"size": [H, W], "counts": "..."},  # COCO RLE, if the model has masks
+        "segmentation": {"size": [H, W], "counts": "..."},  # COCO RLE, if the instance has a mask
         "keypoints": [x1, y1, 2, ...],  # COCO 17 x (x, y, v), v = 2; if keypoints exist
         "keypoint_scores": [...]},      # 17 floats (heatmap logits)
      ],
@@ -113,7 +113,7 @@ def _instance_dict(inst: Instances, i: int, categories: Sequence[str]) -> dict[s
         "score": round(float(inst.scores[i]), 4),
         "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
     }
-    if inst.masks is not None:
+    if inst.mask_present[i]:  # a keypoint-only person (NaN mask) has none
         out["segmentation"] = _rle(*mask_crops(inst, MASK_THRESHOLD)[i], inst.image_size)
     if inst.keypoints is not None and not np.isnan(inst.keypoints[i]).any():
         kps = inst.keypoints[i]
