@@ -252,6 +252,33 @@ class Instances:
             return np.zeros(len(self), dtype=bool)
         return ~np.isnan(self.keypoints).any(axis=(1, 2))
 
+    def to_coco(self, image_id: int, *, categories: Mapping[int, int] | None = None) -> list[dict[str, Any]]:
+        """These instances as COCO result dicts, one per instance (:func:`streamseg.coco_results.coco_results`).
+
+        The COCO results format (https://cocodataset.org/#format-results) that
+        ``pycocotools.coco.COCO.loadRes`` reads; the JSONL and ``streamseg run --coco-json``
+        write the same fields with the same code.
+
+        Args:
+            image_id: the image's COCO id (``images[].id`` of the ground truth).
+            categories: label -> COCO category id, for a model whose labels are not COCO
+                ids; None (default) writes the label itself, which is the COCO category id
+                for torchvision's COCO models (their 91 labels are indexed by COCO id) and
+                the demo model.
+
+        Returns:
+            N dicts ``{"image_id", "category_id", "score" (4 decimals), "bbox" ([x, y, w, h]
+            pixels, 0.001 px), "segmentation" (compressed RLE ``{"size": [H, W], "counts":
+            str}``, only for an instance with a mask), "keypoints" (17 x (x, y, 2), only for
+            an instance with keypoints)}``.
+
+        Raises:
+            ValueError: a label has no entry in ``categories``.
+        """
+        from streamseg.coco_results import coco_results  # pycocotools, only when asked
+
+        return coco_results(self, image_id, categories=categories)
+
     def __repr__(self) -> str:
         parts = [f"n={len(self)}", f"image_size={self.image_size}"]
         if self.masks is not None:
