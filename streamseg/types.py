@@ -48,7 +48,11 @@ class Frame:
             (``frame.pts * time_base``, relative to the stream start); safe for
             variable frame rate. For image folders, ``index / fps``.
         t_capture: ``time.monotonic()`` when the frame left the decoder (seconds).
-        image: (H, W, 3) uint8 RGB, read-only.
+        image: (H, W, 3) uint8 RGB, read-only. Frames of one source may differ in
+            size (a folder of photos): each frame carries its own.
+        file_name: the image's file name (``000000000139.jpg``, no folder) for a frame
+            read from an image folder, the name COCO's ``images[].file_name`` uses;
+            None for video files and live streams.
 
     Raises:
         ValueError: if ``image`` is not (H, W, 3).
@@ -59,6 +63,7 @@ class Frame:
     pts_s: float
     t_capture: float
     image: np.ndarray
+    file_name: str | None = None
 
     def __post_init__(self) -> None:
         image = _frozen(self.image, np.uint8, "image", ndim=3)

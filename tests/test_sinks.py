@@ -396,3 +396,40 @@ def test_model_labels_are_the_coco_category_ids_of_val2017() -> None:
     assert len(gt["categories"]) == 80
     for cat in gt["categories"]:
         assert COCO_CATEGORIES[cat["id"]] == cat["name"]
+
+
+def test_video_output_letterboxes_frames_of_other_sizes_into_the_first(tmp_path: Path) -> None:
+    """A folder of real photos of different sizes: the MP4 has the first's size, the others letterboxed."""
+    import cv2
+
+    from streamseg.sinks import VideoOutput
+    from streamseg.sinks.video import letterbox
+
+    files = sorted(data_path("coco", "val2017-80", "images").glob("*.jpg"))[:3]
+    images = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files]
+    assert [im.shape[:2] for im in images] == [(480, 640), (424, 640), (333, 500)]
+    out = tmp_path / "photos.mp4"
+    output = VideoOutput(out, fps=25)
+    for k, image in enumerate(images):
+        frame = Frame("photos", k, k / 25, 0.0, image, file_name=files[k].name)
+        output.write(FrameResult(frame, Instances.empty(image.shape[:2])), image)
+    output.close()
+    stream, _, decoded = decode(out)
+    assert (stream.width, stream.height) == (640, 480) and len(decoded) == 3
+    # 640x424 in 640x480: full width, 28-pixel black bars above and below.
+    assert letterbox(images[1], 480, 640)[28:452].tolist() == images[1].tolist()
+    bars = decoded[1][np.r_[0:26, 454:480]]
+    assert bars.max() <= 24  # black, up to H.264's ringing at the edge
+    assert np.abs(decoded[1][30:450].astype(int) - images[1][2:422]).mean() < 6
+    # 500x333 in 640x480: scale 1.28 -> 640x426, bars of 27 above and 27 below.
+    boxed = letterbox(images[2], 480, 640)
+    assert boxed[:27].max() == 0 and boxed[453:].max() == 0 and boxed[27:453].mean() > 20
+    np.testing.assert_array_equal(boxed[27:453], cv2.resize(images[2], (640, 426), interpolation=cv2.INTER_LINEAR))
+    assert np.abs(decoded[2].astype(int) - boxed).mean() < 6
+
+
+def test_jsonl_records_the_image_file_name() -> None:
+    image = np.zeros((H, W, 3), np.uint8)
+    photo = FrameResult(Frame("photos", 0, 0.0, 0.0, image, file_name="000000000139.jpg"), Instances.empty((H, W)))
+    assert result_to_dict(photo, COCO_CATEGORIES)["file_name"] == "000000000139.jpg"
+    assert result_to_dict(make_result(0), COCO_CATEGORIES)["file_name"] is None  # a video frame

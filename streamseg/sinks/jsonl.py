@@ -5,6 +5,7 @@ Schema of one line (coordinates in image pixels, times in seconds or ms)::
     {"frame": 12,                       # Frame.index
      "pts": 1.2,                        # Frame.pts_s, seconds, 6 decimals
      "source": "video.mp4",             # Frame.source_id
+     "file_name": "000000000139.jpg",   # Frame.file_name: the image's file (image folders), else null
      "image_size": [576, 768],          # [H, W]
      "instances": [
        {"track_id": 3,                  # -1 if untracked
@@ -83,6 +84,7 @@ def result_to_dict(result: FrameResult, categories: Sequence[str]) -> dict[str, 
         "frame": int(frame.index),
         "pts": round(float(frame.pts_s), 6),
         "source": frame.source_id,
+        "file_name": frame.file_name,
         "image_size": [int(inst.image_size[0]), int(inst.image_size[1])],
         "instances": _instance_dicts(inst, categories),
         "timings_ms": {str(k): round(float(v), 3) for k, v in result.timings_ms.items()},

@@ -17,7 +17,7 @@ import numpy as np
 
 from streamseg.sinks.jsonl import JsonlWriter
 from streamseg.sinks.mot import MotWriter
-from streamseg.sinks.video import VideoWriter
+from streamseg.sinks.video import VideoWriter, letterbox
 from streamseg.types import FrameResult
 
 if TYPE_CHECKING:
@@ -57,7 +57,11 @@ class Output(Protocol):
 class VideoOutput:
     """The annotated video: H.264 MP4 with the input's size and frame timing.
 
-    The writer opens on the first frame, when the frame size is known.
+    The writer opens on the first frame, when the frame size is known. The video has
+    the first frame's size: a later frame of another size (a folder of photos of
+    different sizes) is letterboxed into it (scaled to keep its aspect ratio, centred,
+    black bars; :func:`~streamseg.sinks.video.letterbox`). The JSONL and COCO outputs
+    keep each frame's own size and coordinates.
 
     Args:
         path: the .mp4 to write (its folder is created).
@@ -79,7 +83,7 @@ class VideoOutput:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = VideoWriter(self.path, width=image.shape[1], height=image.shape[0], fps=self.fps)
-        self._writer.write(image, result.frame.pts_s)
+        self._writer.write(letterbox(image, self._writer.height, self._writer.width), result.frame.pts_s)
 
     @property
     def frames_written(self) -> int:
