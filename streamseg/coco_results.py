@@ -32,6 +32,7 @@ included), and the demo world's labels are its category ids; ``streamseg eval`` 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,9 +41,17 @@ from pycocotools import mask as mask_util
 from streamseg.masks import mask_crops
 
 if TYPE_CHECKING:
-    from streamseg.types import Instances
+    from streamseg.types import Frame, Instances
 
-__all__ = ["KEYPOINT_VISIBLE", "MASK_THRESHOLD", "coco_fields", "coco_results", "crop_rle", "crop_rle_counts"]
+__all__ = [
+    "KEYPOINT_VISIBLE",
+    "MASK_THRESHOLD",
+    "coco_fields",
+    "coco_image_id",
+    "coco_results",
+    "crop_rle",
+    "crop_rle_counts",
+]
 
 #: Mask probability above which a pixel is inside the instance (torchvision's convention).
 MASK_THRESHOLD = 0.5
@@ -181,3 +190,26 @@ def coco_results(
         ValueError: a label has no entry in ``categories``.
     """
     return [{"image_id": int(image_id), **fields} for fields in coco_fields(instances, categories=categories)]
+
+
+def coco_image_id(frame: Frame) -> int:
+    """The COCO image id a frame's results are written with (``streamseg run --coco-json``).
+
+    COCO names its images by their id (``000000000139.jpg`` is image 139, zero-padded to
+    12 digits), so for a frame of an image folder whose file name is a number, that
+    number is the id; MOT17's ``img1/000001.jpg`` gives 1 = frame + 1 as well. Any
+    other frame (a video, a file named otherwise) gets ``frame.index + 1``, the convention
+    of :func:`streamseg.datasets.demo_export.write_clip`. ``streamseg eval`` maps the
+    JSONL by file name instead, which needs no such rule.
+
+    Args:
+        frame: the frame (its ``file_name`` and ``index``).
+
+    Returns:
+        The image id, >= 0 (>= 1 from the frame index).
+    """
+    if frame.file_name is not None:
+        stem = Path(frame.file_name).stem
+        if stem.isdecimal() and stem.isascii():
+            return int(stem)
+    return int(frame.index) + 1

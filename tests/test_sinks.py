@@ -433,3 +433,28 @@ def test_jsonl_records_the_image_file_name() -> None:
     photo = FrameResult(Frame("photos", 0, 0.0, 0.0, image, file_name="000000000139.jpg"), Instances.empty((H, W)))
     assert result_to_dict(photo, COCO_CATEGORIES)["file_name"] == "000000000139.jpg"
     assert result_to_dict(make_result(0), COCO_CATEGORIES)["file_name"] is None  # a video frame
+
+
+def test_coco_json_writer_is_a_valid_results_list_frame_by_frame(tmp_path: Path) -> None:
+    from streamseg.coco_results import coco_image_id
+    from streamseg.sinks import CocoJsonWriter
+
+    out = tmp_path / "results.json"
+    writer = CocoJsonWriter(out)
+    photo = Frame("photos", 4, 0.0, 0.0, np.zeros((H, W, 3), np.uint8), file_name="000000000139.jpg")
+    writer.write(FrameResult(photo, make_result(0).instances))
+    writer.write(make_result(1))  # a video frame: image id = frame + 1 = 2
+    writer.write(FrameResult(photo, Instances.empty((H, W))))
+    assert out.read_text().startswith("[\n{")  # flushed as it goes
+    writer.close()
+    writer.close()  # idempotent
+    results = json.loads(out.read_text())
+    assert [r["image_id"] for r in results] == [139] * 3 + [2] * 3 and writer.results_written == 6
+    assert results[3:] == make_result(1).instances.to_coco(2)
+    with pytest.raises(SinkError, match="closed"):
+        writer.write(make_result(2))
+    empty = tmp_path / "empty.json"
+    CocoJsonWriter(empty).close()
+    assert json.loads(empty.read_text()) == []
+    named = Frame("photos", 0, 0.0, 0.0, np.zeros((2, 2, 3), np.uint8), file_name="holiday.jpg")
+    assert coco_image_id(named) == 1 and coco_image_id(named.__class__("m", 0, 0, 0, named.image, "000001.jpg")) == 1
