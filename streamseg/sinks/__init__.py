@@ -8,9 +8,9 @@ outputs built on the writers (:class:`VideoWriter`, :class:`JsonlWriter`, ``MotW
 
 from __future__ import annotations
 
+from streamseg.sinks.coco_json import CocoJsonWriter
 from streamseg.sinks.events import EventLog
 from streamseg.sinks.jsonl import JsonlWriter, read_jsonl, result_to_dict
-from streamseg.sinks.coco_json import CocoJsonWriter
 from streamseg.sinks.outputs import CocoJsonOutput, JsonlOutput, MotOutput, Output, VideoOutput, file_outputs
 from streamseg.sinks.segmented import SegmentedVideoOutput
 from streamseg.sinks.video import VideoWriter
