@@ -86,12 +86,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     run.add_argument(
         "--out",
         metavar="FILE.mp4",
-        help="annotated video (H.264, yuv420p, same size and frame timing as the input)",
+        help="annotated video (H.264, yuv420p, same size and frame timing as the input; for a folder of "
+        "images of different sizes, the first image's size, the others letterboxed into it: aspect ratio "
+        "kept, black bars)",
     )
     run.add_argument(
         "--jsonl",
         metavar="FILE.jsonl",
-        help="per-frame results: boxes (COCO xywh), scores, labels, masks (COCO RLE), keypoints, timings",
+        help="per-frame results: boxes (COCO xywh), scores, labels, masks (COCO RLE), keypoints, timings, "
+        "and each image's file name for a folder of images (`streamseg eval` maps it to COCO images by it)",
+    )
+    run.add_argument(
+        "--coco-json",
+        metavar="FILE.json",
+        help="a COCO results file: one json list of {image_id, category_id, bbox (xywh), score, segmentation "
+        "(RLE; none for a person only --keypoints found), keypoints}, as pycocotools' COCO.loadRes reads. "
+        "image_id is the number in the image's file name (COCO's 000000000139.jpg is 139), else frame + 1",
     )
     add_model_options(run)
     run.add_argument(
@@ -214,7 +224,7 @@ def _run(
     finally:
         s = pipeline.summary
         print(f"streamseg: frames in {s.frames_in}, frames out {s.frames_out}", file=sys.stderr)
-        for path in (outputs.video, outputs.jsonl, outputs.mot):
+        for path in (outputs.video, outputs.jsonl, outputs.coco_json, outputs.mot):
             if path is not None and path.exists():
                 print(f"streamseg: wrote {path}", file=sys.stderr)
     print(f"streamseg: {describe(summary)}", file=sys.stderr)
@@ -231,7 +241,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.mot and not settings.track:
         raise ConfigError("--mot needs tracking: drop --no-track")
     out, jsonl = args.out, args.jsonl
-    if out is None and jsonl is None and args.mot is None:
+    if out is None and jsonl is None and args.mot is None and args.coco_json is None:
         from streamseg.sources import redact_url
 
         # A URL's last path part, without credentials (rtsp://user:pass@host has no path).
@@ -240,7 +250,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         log.warning("no --out or --jsonl given: writing %s and %s", out, jsonl)
     outputs = validated(
         OutputConfig,
-        {"video": out, "jsonl": jsonl, "mot": args.mot, "mot_interpolate": args.mot_interpolate},
+        {"video": out, "jsonl": jsonl, "coco_json": args.coco_json, "mot": args.mot,
+         "mot_interpolate": args.mot_interpolate},
         where="outputs",
     )
     _run(args.source, model=model, settings=settings, outputs=outputs, max_frames=args.max_frames,
@@ -249,7 +260,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 #: OutputConfig field -> the flag that names it (for error messages).
-_OUTPUT_FLAGS = {"video": "--out", "jsonl": "--jsonl", "mot": "--mot"}
+_OUTPUT_FLAGS = {"video": "--out", "jsonl": "--jsonl", "coco_json": "--coco-json", "mot": "--mot"}
 
 
 def _check_outputs(outputs: OutputConfig) -> None:

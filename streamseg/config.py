@@ -261,6 +261,8 @@ class OutputConfig(_Config):
     Attributes:
         video: annotated H.264 MP4 (must end in ``.mp4``).
         jsonl: per-frame results, JSON Lines with COCO RLE masks.
+        coco_json: every frame's instances as one COCO results json list
+            (``COCO.loadRes``; :mod:`streamseg.sinks.coco_json`).
         mot: tracks in MOT Challenge txt format (needs tracking).
         mot_interpolate: fill track gaps of up to this many frames in ``mot`` when the
             run ends (ByteTrack's offline linear interpolation); 0 = off.
@@ -268,6 +270,7 @@ class OutputConfig(_Config):
 
     video: Path | None = None
     jsonl: Path | None = None
+    coco_json: Path | None = None
     mot: Path | None = None
     mot_interpolate: int = Field(default=0, ge=0)
 

@@ -317,8 +317,11 @@ def merge_keypoints(
     (Hungarian assignment, ``scipy.optimize.linear_sum_assignment``); the others stay
     unpaired. A paired person takes the keypoints; unpaired persons and all other
     classes get a NaN keypoint row ("no keypoints"). Keypoint-model persons left
-    unpaired are appended (their box, score and keypoints, label ``person_label``, an
-    all-zero mask, track id -1). Existing keypoints of ``instances`` are replaced.
+    unpaired are appended (their box, score and keypoints, label ``person_label``, track
+    id -1, and, when ``instances`` has masks, a NaN mask: "no mask for this instance",
+    :attr:`Instances.mask_present`, so the JSONL and COCO results carry no
+    ``segmentation`` for them; drawn and pasted, a NaN mask is empty). Existing
+    keypoints of ``instances`` are replaced.
 
     Args:
         instances: the mask model's instances (any labels; masks may be None).
@@ -354,8 +357,8 @@ def merge_keypoints(
     masks = instances.masks
     crops = instances.mask_crops
     if masks is not None:
-        masks = np.concatenate([masks, np.zeros((extra.size, *masks.shape[1:]), dtype=_F32)])
-    if crops is not None:  # the added persons' all-zero masks: an all-zero crop of their window
+        masks = np.concatenate([masks, np.full((extra.size, *masks.shape[1:]), np.nan, dtype=_F32)])
+    if crops is not None:  # the added persons have no mask: an all-zero crop of their window
         for box in kp_instances.boxes[extra]:
             _, _, _, _, y0, y1, x0, x1 = paste_window(box, instances.masks.shape[-1], instances.image_size)
             empty = y1 <= y0 or x1 <= x0

@@ -48,7 +48,11 @@ class Frame:
             (``frame.pts * time_base``, relative to the stream start); safe for
             variable frame rate. For image folders, ``index / fps``.
         t_capture: ``time.monotonic()`` when the frame left the decoder (seconds).
-        image: (H, W, 3) uint8 RGB, read-only.
+        image: (H, W, 3) uint8 RGB, read-only. Frames of one source may differ in
+            size (a folder of photos): each frame carries its own.
+        file_name: the image's file name (``000000000139.jpg``, no folder) for a frame
+            read from an image folder, the name COCO's ``images[].file_name`` uses;
+            None for video files and live streams.
 
     Raises:
         ValueError: if ``image`` is not (H, W, 3).
@@ -59,6 +63,7 @@ class Frame:
     pts_s: float
     t_capture: float
     image: np.ndarray
+    file_name: str | None = None
 
     def __post_init__(self) -> None:
         image = _frozen(self.image, np.uint8, "image", ndim=3)
@@ -91,7 +96,10 @@ class Instances:
         labels: (N,) int64 class indices into the model's category list (for COCO
             models these are the COCO category ids, 1 = person).
         masks: (N, M, M) float32 mask probabilities in the box frame (the box is
-            split into M x M cells), or None for a model without a mask head. Use
+            split into M x M cells), or None for a model without a mask head. A mask of
+            NaN means "no mask for this instance" (a person found only by the keypoint
+            model, :func:`streamseg.postprocess.merge_keypoints`); pasted, it is empty, and
+            outputs leave its ``segmentation`` out (:attr:`mask_present`). Use
             :func:`streamseg.masks.paste_masks` for full-size binary masks.
         keypoints: (N, 17, 3) float32 (x, y, score) in image pixels, or None for a
             model without keypoints. A row of NaN means "no keypoints for this
@@ -234,6 +242,47 @@ class Instances:
     def has_keypoints(self) -> bool:
         """Whether the instances carry keypoints (some rows may still be NaN)."""
         return self.keypoints is not None
+
+    @property
+    def mask_present(self) -> np.ndarray:
+        """(N,) bool: the instance has a mask (``masks`` is not None and its mask is not NaN)."""
+        if self.masks is None:
+            return np.zeros(len(self), dtype=bool)
+        return ~np.isnan(self.masks).any(axis=(1, 2))
+
+    @property
+    def keypoints_present(self) -> np.ndarray:
+        """(N,) bool: the instance has keypoints (``keypoints`` is not None and its row holds no NaN)."""
+        if self.keypoints is None:
+            return np.zeros(len(self), dtype=bool)
+        return ~np.isnan(self.keypoints).any(axis=(1, 2))
+
+    def to_coco(self, image_id: int, *, categories: Mapping[int, int] | None = None) -> list[dict[str, Any]]:
+        """These instances as COCO result dicts, one per instance (:func:`streamseg.coco_results.coco_results`).
+
+        The COCO results format (https://cocodataset.org/#format-results) that
+        ``pycocotools.coco.COCO.loadRes`` reads; the JSONL and ``streamseg run --coco-json``
+        write the same fields with the same code.
+
+        Args:
+            image_id: the image's COCO id (``images[].id`` of the ground truth).
+            categories: label -> COCO category id, for a model whose labels are not COCO
+                ids; None (default) writes the label itself, which is the COCO category id
+                for torchvision's COCO models (their 91 labels are indexed by COCO id) and
+                the demo model.
+
+        Returns:
+            N dicts ``{"image_id", "category_id", "score" (4 decimals), "bbox" ([x, y, w, h]
+            pixels, 0.001 px), "segmentation" (compressed RLE ``{"size": [H, W], "counts":
+            str}``, only for an instance with a mask), "keypoints" (17 x (x, y, 2), only for
+            an instance with keypoints)}``.
+
+        Raises:
+            ValueError: a label has no entry in ``categories``.
+        """
+        from streamseg.coco_results import coco_results  # pycocotools, only when asked
+
+        return coco_results(self, image_id, categories=categories)
 
     def __repr__(self) -> str:
         parts = [f"n={len(self)}", f"image_size={self.image_size}"]

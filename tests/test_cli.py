@@ -332,7 +332,7 @@ def test_help_explains_every_option() -> None:
     proc = streamseg("run", "--help")
     assert proc.returncode == 0
     for option in ("--out", "--jsonl", "--model", "--weights", "--keypoints", "--device", "--score-thresh",
-                   "--min-size", "--max-frames", "--max-detections", "--open-timeout", "--read-timeout"):  # fmt: skip
+                   "--min-size", "--max-frames", "--max-detections", "--open-timeout", "--read-timeout", "--coco-json"):  # fmt: skip
         assert option in proc.stdout
 
 
@@ -419,3 +419,85 @@ def test_demo_scores_the_bundled_model_on_a_held_out_clip(tmp_path: Path) -> Non
     assert len(frames) == 120
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 120
     assert (tmp_path / "tracks.txt").stat().st_size > 0
+
+
+def coco_photos(tmp_path: Path, count: int) -> tuple[Path, dict]:
+    """A folder of links to ``count`` real COCO val2017 images (mixed sizes) and their ground truth."""
+    gt = json.loads(data_path("coco", "val2017-80", "instances_val2017.json").read_text())
+    images = sorted(data_path("coco", "val2017-80", "images").glob("*.jpg"))[:count]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for image in images:
+        (folder / image.name).symlink_to(image)
+    return folder, gt
+
+
+def test_run_on_real_coco_photos_with_the_ground_truth_as_detections_scores_ap_one(tmp_path: Path) -> None:
+    """COCO val2017 photos of different sizes through `run` (replaying the GT boxes), then `eval` of the
+    JSONL (mapped by file name) and of the --coco-json file (loaded by pycocotools): AP 1 on those images."""
+    from pycocotools.coco import COCO
+
+    folder, gt = coco_photos(tmp_path, 8)
+    by_name = {img["file_name"]: img for img in gt["images"]}
+    names = sorted(p.name for p in folder.iterdir())
+    replay = tmp_path / "gt-as-detections.jsonl"
+    with replay.open("w") as f:
+        for k, name in enumerate(names):
+            img = by_name[name]
+            anns = [a for a in gt["annotations"] if a["image_id"] == img["id"] and not a["iscrowd"]]
+            insts = [{"category_id": a["category_id"], "score": 1.0, "bbox": a["bbox"]} for a in anns]
+            f.write(json.dumps({"frame": k, "image_size": [img["height"], img["width"]], "instances": insts}) + "\n")
+    jsonl, coco_json = tmp_path / "r.jsonl", tmp_path / "r.json"
+    proc = streamseg("run", str(folder), "--backend", "replay", "--replay", str(replay), "--no-track",
+                     "--jsonl", str(jsonl), "--coco-json", str(coco_json), "--no-progress", timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["file_name"] for r in records] == names
+    assert [r["image_size"] for r in records] == [[by_name[n]["height"], by_name[n]["width"]] for n in names]
+    assert len({tuple(r["image_size"]) for r in records}) >= 3
+
+    results = json.loads(coco_json.read_text())
+    assert {r["image_id"] for r in results} == {by_name[n]["id"] for n in names}
+    coco = COCO(str(data_path("coco", "val2017-80", "instances_val2017.json")))
+    assert len(coco.loadRes(str(coco_json)).getAnnIds()) == len(results) > 20
+    for path in (jsonl, coco_json):
+        stats_file = tmp_path / f"{path.suffix}.stats.json"
+        proc = streamseg("eval", str(path), str(data_path("coco", "val2017-80", "instances_val2017.json")),
+                         "--iou-types", "bbox", "--json", str(stats_file), timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(stats_file.read_text())["bbox"][0] == pytest.approx(1.0), path
+
+
+@pytest.mark.slow  # > 10 s on a 2-core CPU (pytest --durations)
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")  # pycocotools'
+def test_run_on_real_coco_photos_writes_letterboxed_mp4_jsonl_and_coco_results(tmp_path: Path) -> None:
+    """A model with masks and keypoints (the demo model) on COCO val2017 photos of different sizes:
+    every output is written, the MP4 at the first photo's size, the COCO results load in pycocotools."""
+    from pycocotools import mask as mask_util
+    from pycocotools.coco import COCO
+
+    folder, gt = coco_photos(tmp_path, 6)
+    by_name = {img["file_name"]: img for img in gt["images"]}
+    out, jsonl, coco_json = tmp_path / "o.mp4", tmp_path / "o.jsonl", tmp_path / "o.json"
+    proc = streamseg("run", str(folder), "--model", "demo", "--score-thresh", "0.05", "--out", str(out),
+                     "--jsonl", str(jsonl), "--coco-json", str(coco_json), "--no-progress")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    frames = decoded_frames(out)
+    first = by_name[min(p.name for p in folder.iterdir())]
+    assert len(frames) == 6 and {(f.width, f.height) for f in frames} == {(first["width"], first["height"])}
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    results = json.loads(coco_json.read_text())
+    assert sum(len(r["instances"]) for r in records) == len(results) > 0
+    for r in records:
+        img = by_name[r["file_name"]]
+        assert r["image_size"] == [img["height"], img["width"]]
+        for inst in r["instances"]:
+            assert inst["segmentation"]["size"] == r["image_size"]
+    for res in results:
+        img = next(i for i in gt["images"] if i["id"] == res["image_id"])
+        assert mask_util.decode({**res["segmentation"], "counts": res["segmentation"]["counts"].encode()}).shape == (
+            img["height"], img["width"])  # fmt: skip
+    coco = COCO(str(data_path("coco", "val2017-80", "instances_val2017.json")))
+    assert len(coco.loadRes(str(coco_json)).getAnnIds()) == len(results)
+    proc = streamseg("eval", str(coco_json), str(data_path("coco", "val2017-80", "instances_val2017.json")))
+    assert proc.returncode == 0 and "IoU metric: segm" in proc.stdout, proc.stderr

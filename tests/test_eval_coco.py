@@ -170,3 +170,55 @@ def test_bad_input(clip: dict[str, Path], tmp_path: Path) -> None:
         evaluate_coco([], not_coco)
     gt = copy.deepcopy(json.loads(clip["coco"].read_text()))
     assert evaluate_coco([], gt, iou_types=("bbox",))["bbox"][0] == 0.0
+
+
+def _jsonl_by_file_name(gt: dict[str, Any], path: Path, images: list[dict[str, Any]]) -> None:
+    """Our JSONL of an image-folder run on ``images``: frames 0.. in that order, each with its file name."""
+    by_image: dict[int, list] = {img["id"]: [] for img in images}
+    for res in gt_as_results(gt):
+        if res["image_id"] in by_image:
+            inst = {k: res[k] for k in ("category_id", "score", "bbox", "segmentation")}
+            by_image[res["image_id"]].append({**inst, "track_id": -1, "label": "x"})
+    lines = [
+        json.dumps({"frame": k, "pts": k / 25, "source": "val2017", "file_name": img["file_name"],
+                    "image_size": [img["height"], img["width"]], "instances": by_image[img["id"]]})
+        for k, img in enumerate(images)
+    ]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_jsonl_of_an_image_folder_maps_by_file_name_and_scores_its_images(val80: Path, tmp_path: Path) -> None:
+    """A run on 10 of the 80 real val2017 images: frames map by file name, and only those images are scored."""
+    gt = json.loads(val80.read_text())
+    images = sorted(gt["images"], key=lambda img: img["file_name"])[:10]  # a folder's order, not the ids'
+    assert [img["id"] for img in images] != list(range(1, 11))
+    jsonl = tmp_path / "results.jsonl"
+    _jsonl_by_file_name(gt, jsonl, images)
+    stats = evaluate_coco(jsonl, val80, iou_types=("bbox", "segm"))
+    assert stats["bbox"][0] == pytest.approx(1.0) and stats["segm"][0] == pytest.approx(1.0)
+    # The same run without its file names would be mapped by frame index: nothing matches.
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    jsonl.write_text("".join(json.dumps({**r, "file_name": None}) + "\n" for r in lines))
+    with pytest.raises(ConfigError, match="none of its 10 frames .* matches an image of the ground truth by frame"):
+        evaluate_coco(jsonl, val80)
+
+
+def test_results_that_match_no_ground_truth_image_fail_loudly(
+    val80: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gt = json.loads(val80.read_text())
+    jsonl = tmp_path / "other.jsonl"
+    other = [{**img, "file_name": f"holiday-{k}.jpg"} for k, img in enumerate(gt["images"][:3])]
+    _jsonl_by_file_name(gt, jsonl, other)
+    with pytest.raises(ConfigError, match=r"none of its 3 frames \('holiday-0.jpg'.* by file name"):
+        evaluate_coco(jsonl, val80)
+    results = [{**r, "image_id": r["image_id"] + 10**9} for r in gt_as_results(gt)[:5]]
+    with pytest.raises(ConfigError, match="none of its image ids .* is an image of the ground truth"):
+        evaluate_coco(results, val80)
+    # The command: a clear error and exit code 1, not a table of zeros.
+    from streamseg.cli import main
+
+    assert main(["eval", str(jsonl), str(val80)]) == 1
+    captured = capsys.readouterr()
+    assert "Average Precision" not in captured.out
+    assert "streamseg: error:" in captured.err and "matches an image of the ground truth" in captured.err

@@ -6,7 +6,10 @@ torchvision's ``model([image])`` detections (issue 6): eager torch
 flavour (the graph TensorRT parses) under ONNX Runtime with our RoIAlign as a Python
 custom op. Same weights (seeded random with ``score_thresh`` 0, and the bundled demo
 model), three COCO images of one size (so each flavour is exported once): same labels,
-boxes within 0.05 px, scores within 1e-3, pasted-mask IoU >= 0.98, keypoints within 1 px.
+boxes within 0.05 px, scores within 1e-3, pasted-mask IoU >= 0.98 on every mask of 200 px
+or more (and over all masks together), keypoints within 1 px. Smaller masks are not held to
+it: a pasted pixel at probability exactly 0.5 can go either way, and one such pixel moves
+the IoU of a mask of a few dozen pixels below 0.98.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ def reference_outputs(name: str, min_size: int, weights: str | None, image: str)
 
 def assert_matches_torchvision(ours: Any, theirs: dict[str, np.ndarray]) -> None:
     """The issue's tolerances: same detections (labels equal, boxes within 0.05 px, scores within
-    1e-3), pasted-mask IoU >= 0.98, keypoints within 1 px.
+    1e-3), pasted-mask IoU >= 0.98 on masks of 200 px or more and over all masks together,
+    keypoints within 1 px.
 
     "Same detections" is a one-to-one matching, not the same order: random weights give
     near-tied scores, and ONNX Runtime's NMS and TopK may order exact ties differently.
@@ -83,7 +87,8 @@ def assert_matches_torchvision(ours: Any, theirs: dict[str, np.ndarray]) -> None
     if "masks" in theirs:
         pasted = paste_masks(ours.masks, ours.boxes, ours.image_size, threshold=0.5)
         binary = theirs["masks"][:, 0] > 0.5
-        # Masks of a few pixels (thin random boxes) flip with one pixel; IoU is asked of real masks.
+        # Masks of a few pixels (thin random boxes) flip with one pixel at probability exactly 0.5;
+        # the IoU bound is asked of masks of 200 px or more.
         big = binary.sum(axis=(1, 2)) >= 200
         if big.any():  # random weights on some images give only specks
             assert mask_iou(pasted, binary)[big].min() >= 0.98

@@ -55,6 +55,8 @@ def test_demo_parity(pair: tuple[TorchBackend, torch.nn.Module], frames: list[np
         probs = theirs["masks"][:, 0]
         decided = np.abs(probs - 0.5) > 1e-4
         assert not ((pasted != (probs > 0.5)) & decided).any()
+        # IoU >= 0.99 is asked of masks of 200 px or more: on a mask of a few dozen pixels one
+        # pixel at probability exactly 0.5 going the other way is enough to fall below it.
         big = (probs > 0.5).sum(axis=(1, 2)) >= 200
         assert big.any()  # real masks, not specks
         assert mask_iou(pasted, probs > 0.5)[big].min() >= 0.99

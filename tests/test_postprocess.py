@@ -338,7 +338,8 @@ def test_merge_keypoints_assignment() -> None:
     appended = np.flatnonzero(merged.track_ids == -1)
     assert sorted(merged.keypoints[appended][:, 0, 0].tolist()) == [10, 40]  # X and W
     assert (merged.labels[appended] == 1).all()
-    assert (merged.masks[appended] == 0).all()
+    assert np.isnan(merged.masks[appended]).all()  # no mask for these instances
+    assert merged.mask_present.tolist() == (merged.track_ids >= 0).tolist()
     assert len(merged) == 6 and merged.masks.shape == (6, 28, 28)
     assert merged.scores[0] == np.float32(0.99)
 

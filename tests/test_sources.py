@@ -300,11 +300,34 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     assert len(items) == 2
     assert error is not None and "000003.jpg" in str(error) and str(error).startswith("cannot read image")
 
-    write_images(tmp_path / "sizes", ["1.png"])
-    write_images(tmp_path / "sizes", ["2.png"], size=(40, 64))
-    with ImageFolderSource(tmp_path / "sizes") as source:
+
+def coco_folder(tmp_path: Path, count: int) -> tuple[Path, list[Path]]:
+    """A folder of links to the first ``count`` real COCO val2017 images (of mixed sizes)."""
+    images = sorted(data_path("coco", "val2017-80", "images").glob("*.jpg"))[:count]
+    folder = tmp_path / "val2017"
+    folder.mkdir()
+    for image in images:
+        (folder / image.name).symlink_to(image)
+    return folder, images
+
+
+def test_image_folder_of_real_photos_of_different_sizes(tmp_path: Path) -> None:
+    """Each frame has its own image's size and file name (a folder of photos, e.g. COCO val2017)."""
+    folder, images = coco_folder(tmp_path, 6)
+    with ImageFolderSource(folder) as source:
         items, error = read_all(source)
-    assert len(items) == 1 and error is not None and "is 64x40, the first image is 64x48" in str(error)
+    assert error is None and len(items) == 6
+    sizes = [cv2.imread(str(p)).shape[:2] for p in images]
+    assert len(set(sizes)) >= 3  # 640x480, 640x424, 500x333, ...
+    assert [f.image.shape[:2] for f, _ in items] == sizes
+    assert [f.file_name for f, _ in items] == [p.name for p in images]
+    assert source.info is not None and (source.info.height, source.info.width) == sizes[0]
+    np.testing.assert_array_equal(items[2][0].image, cv2.cvtColor(cv2.imread(str(images[2])), cv2.COLOR_BGR2RGB))
+
+
+def test_video_frames_have_no_file_name() -> None:
+    with VideoFileSource(data_path("videos", "bikes.mp4"), max_frames=1) as source:
+        assert [f.file_name for f in source] == [None]
 
 
 def test_unsupported_urls_are_refused_without_credentials() -> None:

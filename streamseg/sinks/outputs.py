@@ -15,15 +15,16 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+from streamseg.sinks.coco_json import CocoJsonWriter
 from streamseg.sinks.jsonl import JsonlWriter
 from streamseg.sinks.mot import MotWriter
-from streamseg.sinks.video import VideoWriter
+from streamseg.sinks.video import VideoWriter, letterbox
 from streamseg.types import FrameResult
 
 if TYPE_CHECKING:
     from streamseg.config import OutputConfig
 
-__all__ = ["Output", "VideoOutput", "JsonlOutput", "MotOutput", "file_outputs"]
+__all__ = ["Output", "VideoOutput", "JsonlOutput", "CocoJsonOutput", "MotOutput", "file_outputs"]
 
 
 @runtime_checkable
@@ -57,7 +58,11 @@ class Output(Protocol):
 class VideoOutput:
     """The annotated video: H.264 MP4 with the input's size and frame timing.
 
-    The writer opens on the first frame, when the frame size is known.
+    The writer opens on the first frame, when the frame size is known. The video has
+    the first frame's size: a later frame of another size (a folder of photos of
+    different sizes) is letterboxed into it (scaled to keep its aspect ratio, centred,
+    black bars; :func:`~streamseg.sinks.video.letterbox`). The JSONL and COCO outputs
+    keep each frame's own size and coordinates.
 
     Args:
         path: the .mp4 to write (its folder is created).
@@ -79,7 +84,7 @@ class VideoOutput:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = VideoWriter(self.path, width=image.shape[1], height=image.shape[0], fps=self.fps)
-        self._writer.write(image, result.frame.pts_s)
+        self._writer.write(letterbox(image, self._writer.height, self._writer.width), result.frame.pts_s)
 
     @property
     def frames_written(self) -> int:
@@ -114,6 +119,25 @@ class JsonlOutput:
         self._writer.close()
 
 
+class CocoJsonOutput:
+    """A COCO results json list of every frame's instances (``--coco-json``; :mod:`streamseg.sinks.coco_json`)."""
+
+    needs_image = False
+    stage = "coco_json"
+    threaded = True  # RLE compression (pycocotools) overlaps drawing
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = CocoJsonWriter(self.path)
+
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        self._writer.write(result)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 class MotOutput:
     """Tracks as a MOT Challenge txt file (``frame,id,x,y,w,h,conf,-1,-1,-1``, frames 1-based).
 
@@ -138,7 +162,7 @@ class MotOutput:
 
 
 def file_outputs(config: OutputConfig, *, categories: Sequence[str], fps: float | None) -> list[Output]:
-    """The file outputs a :class:`~streamseg.config.OutputConfig` asks for: video, JSONL, MOT (in that order).
+    """The file outputs a :class:`~streamseg.config.OutputConfig` asks for: video, JSONL, COCO json, MOT (in that order).
 
     Args:
         config: which files to write.
@@ -153,6 +177,8 @@ def file_outputs(config: OutputConfig, *, categories: Sequence[str], fps: float 
         outputs.append(VideoOutput(config.video, fps=fps))
     if config.jsonl is not None:
         outputs.append(JsonlOutput(config.jsonl, categories=categories))
+    if config.coco_json is not None:
+        outputs.append(CocoJsonOutput(config.coco_json))
     if config.mot is not None:
         outputs.append(MotOutput(config.mot, interpolate_max_gap=config.mot_interpolate))
     return outputs

@@ -16,11 +16,12 @@ from pathlib import Path
 from types import TracebackType
 
 import av
+import cv2
 import numpy as np
 
 from streamseg.errors import SinkError
 
-__all__ = ["VideoWriter", "encoded_size"]
+__all__ = ["VideoWriter", "encoded_size", "letterbox"]
 
 log = logging.getLogger("streamseg")
 
@@ -62,6 +63,35 @@ def encoded_size(width: int, height: int) -> tuple[int, int]:
     decoded by every player, as 720x406. Even sizes are kept.
     """
     return width + width % 2, height + height % 2
+
+
+def letterbox(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Fit ``image`` into a ``height`` x ``width`` frame: scaled to keep its aspect ratio, centred, black bars.
+
+    The scale is ``s = min(width / w, height / h)``; the image is resized to
+    ``round(w * s)`` x ``round(h * s)`` (``cv2.resize``: INTER_AREA when shrinking,
+    INTER_LINEAR when enlarging) and placed at ``((width - w') // 2, (height - h') // 2)``;
+    the rest is black (0, 0, 0). An image of the frame's size is returned as it is.
+
+    Args:
+        image: (h, w, 3) uint8 RGB.
+        height: the frame's height in pixels.
+        width: the frame's width in pixels.
+
+    Returns:
+        (height, width, 3) uint8 RGB.
+    """
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image
+    scale = min(width / w, height / h)
+    new_w, new_h = min(width, max(1, round(w * scale))), min(height, max(1, round(h * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=interpolation)
+    out = np.zeros((height, width, 3), np.uint8)
+    x0, y0 = (width - new_w) // 2, (height - new_h) // 2
+    out[y0 : y0 + new_h, x0 : x0 + new_w] = resized
+    return out
 
 
 def _report_odd_size(width: int, height: int, path: Path) -> None:

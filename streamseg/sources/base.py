@@ -64,8 +64,8 @@ class SourceInfo:
 
     Attributes:
         uri: the path or URL, without credentials (safe to print).
-        width: frame width in pixels.
-        height: frame height in pixels.
+        width: frame width in pixels (an image folder: its first image's; the others may differ).
+        height: frame height in pixels (likewise).
         fps: average frame rate in frames per second, or None if unknown.
         num_frames: number of frames the container declares (or estimated as
             duration x fps), or None if unknown (live streams).

@@ -225,7 +225,9 @@ class ImageFolderSource(Source):
     """Read a folder of images, sorted by file name, as a video.
 
     Reads ``.jpg``, ``.jpeg``, ``.png`` and ``.bmp`` files (case-insensitive) with
-    OpenCV and converts them to RGB. Every image must have the size of the first.
+    OpenCV and converts them to RGB. Images may differ in size (a folder of photos):
+    each frame has its own image's size, and ``Frame.file_name`` is the image's file
+    name. :attr:`info` gives the first image's size.
 
     MOT Challenge layout: for ``SEQ/img1/`` the frame rate is read from
     ``SEQ/seqinfo.ini`` (``[Sequence] frameRate``); a sequence folder ``SEQ/``
@@ -243,7 +245,7 @@ class ImageFolderSource(Source):
     Raises:
         SourceError: from :meth:`open` if the folder is missing or has no images,
             or ``seqinfo.ini`` has an invalid ``frameRate``; from :meth:`read` if
-            an image cannot be read or differs in size from the first.
+            an image cannot be read.
         ValueError: if ``fps`` <= 0.
     """
 
@@ -323,17 +325,13 @@ class ImageFolderSource(Source):
             image = self._first if index == 0 else self._load(file)
             assert image is not None
             self._first = None
-            if image.shape[:2] != (info.height, info.width):
-                raise SourceError(
-                    f"image {file} is {image.shape[1]}x{image.shape[0]}, "
-                    f"the first image is {info.width}x{info.height}"
-                )
             yield Frame(
                 source_id=self.uri,
                 index=index,
                 pts_s=float(index / info.fps),
                 t_capture=time.monotonic(),
                 image=image,
+                file_name=file.name,
             )
 
 

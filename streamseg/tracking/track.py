@@ -185,7 +185,7 @@ def predicted_instances(tracks: Sequence[Track], boxes: np.ndarray, image_size: 
     Returns:
         T instances: ``boxes`` as float32; the scores and labels of the tracks' latest
         detections; their IDs; their latest box-frame masks (they move with the box),
-        or None when no track has one (zeros for a track without); their latest
+        or None when no track has one (NaN, "no mask", for a track without); their latest
         keypoints moved from the detection's box to the predicted box
         (:func:`move_keypoints`), or None when no track has any (NaN rows for a track
         without, or with another keypoint count).
@@ -194,7 +194,7 @@ def predicted_instances(tracks: Sequence[Track], boxes: np.ndarray, image_size: 
     masks = None
     if any(t.mask is not None for t in tracks):
         size = next(t.mask for t in tracks if t.mask is not None).shape
-        masks = np.stack([t.mask if t.mask is not None else np.zeros(size, np.float32) for t in tracks])
+        masks = np.stack([t.mask if t.mask is not None else np.full(size, np.nan, np.float32) for t in tracks])
     keypoints = None
     if any(t.keypoints is not None for t in tracks):
         k = next(t.keypoints for t in tracks if t.keypoints is not None).shape[0]
