@@ -239,6 +239,18 @@ class Instances:
 
         return to_supervision(self, categories)
 
+    def to_supervision_keypoints(self) -> Any:
+        """The keypoints as ``supervision.KeyPoints`` (xy, keypoint_confidence = heatmap logits,
+        visible False on NaN rows). See :func:`streamseg.interop.to_supervision_keypoints`.
+
+        Raises:
+            ImportError: supervision is not installed.
+            ValueError: no keypoints.
+        """
+        from streamseg.interop import to_supervision_keypoints
+
+        return to_supervision_keypoints(self)
+
     @classmethod
     def from_supervision(cls, detections: Any, *, image_size: tuple[int, int] | None = None) -> Instances:
         """Instances from ``supervision.Detections``; full-image masks become (N, 28, 28) box-frame
