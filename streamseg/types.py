@@ -11,7 +11,7 @@ and of the right dtype). Indexing returns a new object.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -232,6 +232,49 @@ class Instances:
         if "mask_crops" not in changes and changes.keys() & {"boxes", "masks", "image_size"}:
             changes["mask_crops"] = None
         return dataclasses.replace(self, **changes)
+
+    def to_supervision(self, categories: Sequence[str] | None = None) -> Any:
+        """These instances as ``supervision.Detections`` (needs ``streamseg[supervision]``).
+
+        ``xyxy``, ``confidence``, ``class_id``, ``tracker_id`` (None when never tracked),
+        ``mask`` (N, H, W) bool full-image masks and ``data["keypoints"]`` (N, 17, 3); with
+        ``categories`` also ``data["class_name"]``. See :func:`streamseg.interop.to_supervision`.
+
+        Raises:
+            ImportError: supervision is not installed.
+        """
+        from streamseg.interop import to_supervision
+
+        return to_supervision(self, categories)
+
+    def to_supervision_keypoints(self) -> Any:
+        """The keypoints as ``supervision.KeyPoints`` (xy, keypoint_confidence = heatmap logits,
+        visible False on NaN rows). See :func:`streamseg.interop.to_supervision_keypoints`.
+
+        Raises:
+            ImportError: supervision is not installed.
+            ValueError: no keypoints.
+        """
+        from streamseg.interop import to_supervision_keypoints
+
+        return to_supervision_keypoints(self)
+
+    @classmethod
+    def from_supervision(cls, detections: Any, *, image_size: tuple[int, int] | None = None) -> Instances:
+        """Instances from ``supervision.Detections``; full-image masks become (N, 28, 28) box-frame
+        probabilities (torchvision's ``project_masks_on_boxes``, an approximation at the 28 x 28
+        cell scale). See :func:`streamseg.interop.from_supervision`.
+
+        Args:
+            detections: ``sv.Detections`` with ``class_id``.
+            image_size: (H, W) pixels; None takes it from ``detections.mask`` (required without masks).
+
+        Raises:
+            ValueError: no ``class_id``, or no image size to be had.
+        """
+        from streamseg.interop import from_supervision
+
+        return from_supervision(detections, image_size=image_size)
 
     @property
     def has_masks(self) -> bool:

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
         "streamseg-demo/annotated.mp4",  # streamseg demo --out-dir (default)
         "streamseg-out/vtest.mp4",  # streamseg run without --out/--jsonl/--mot
         "monitor-out/events.jsonl",  # streamseg monitor's output_dir (default)
+        "streamseg-api/annotated.png",  # the README's Python API example
         "examples/monitor-out/cam1/segment-0000.mp4",  # output_dir is relative to the config file
     ],
 )

@@ -163,6 +163,12 @@ class Runner:
                 stream.source.stop()
 
     @property
+    def error(self) -> BaseException | None:
+        """The first error of any stage so far (what :meth:`run` raises with ``fatal``), or None."""
+        with self._lock:
+            return self._errors[0] if self._errors else None
+
+    @property
     def running(self) -> bool:
         """True while any output thread is alive."""
         return any(s.thread is not None and s.thread.is_alive() for s in self.streams)
@@ -205,8 +211,8 @@ class Runner:
             self.join()
             raise
         self.join()
-        if self.fatal and self._errors:
-            raise self._errors[0]
+        if self.fatal and self.error is not None:
+            raise self.error
         return self.streams
 
     # -- internals -----------------------------------------------------------------------
