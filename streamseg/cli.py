@@ -86,8 +86,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     run.add_argument(
         "--out",
         metavar="FILE.mp4",
-        help="annotated video (H.264, yuv420p, same size and frame timing as the input)",
+        help="annotated video (H.264, yuv420p, same size and frame timing as the input; with the "
+        "source file's audio, copied or re-encoded to AAC)",
     )
+    run.add_argument("--no-audio", action="store_true", help="write the --out video without the source's audio")
     run.add_argument(
         "--jsonl",
         metavar="FILE.jsonl",
@@ -183,7 +185,7 @@ def _run(
     from streamseg.backends import create_backend
     from streamseg.core import Pipeline, StreamProcessor, describe
     from streamseg.sinks import file_outputs
-    from streamseg.sources import LiveSource, open_source
+    from streamseg.sources import LiveSource, VideoFileSource, open_source
 
     source = open_source(source_uri, max_frames=max_frames)
     if live and isinstance(source, LiveSource):
@@ -204,7 +206,12 @@ def _run(
         settings,
         model,
         categories=backend.categories,
-        outputs=file_outputs(outputs, categories=backend.categories, fps=info.fps),
+        outputs=file_outputs(
+            outputs,
+            categories=backend.categories,
+            fps=info.fps,
+            audio_from=source.path if isinstance(source, VideoFileSource) else None,
+        ),
         fps=float(info.fps) if info.fps else None,
         random_weights=backend.random_weights,
     )
@@ -240,7 +247,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         log.warning("no --out or --jsonl given: writing %s and %s", out, jsonl)
     outputs = validated(
         OutputConfig,
-        {"video": out, "jsonl": jsonl, "mot": args.mot, "mot_interpolate": args.mot_interpolate},
+        {"video": out, "audio": not args.no_audio, "jsonl": jsonl, "mot": args.mot,
+         "mot_interpolate": args.mot_interpolate},
         where="outputs",
     )
     _run(args.source, model=model, settings=settings, outputs=outputs, max_frames=args.max_frames,

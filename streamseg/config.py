@@ -260,6 +260,9 @@ class OutputConfig(_Config):
 
     Attributes:
         video: annotated H.264 MP4 (must end in ``.mp4``).
+        audio: carry the source file's audio in ``video`` (copied, or re-encoded to AAC
+            where MP4 does not allow its codec); False for a video-only MP4. Live sources
+            and image folders have no audio to carry.
         jsonl: per-frame results, JSON Lines with COCO RLE masks.
         mot: tracks in MOT Challenge txt format (needs tracking).
         mot_interpolate: fill track gaps of up to this many frames in ``mot`` when the
@@ -267,6 +270,7 @@ class OutputConfig(_Config):
     """
 
     video: Path | None = None
+    audio: bool = True
     jsonl: Path | None = None
     mot: Path | None = None
     mot_interpolate: int = Field(default=0, ge=0)
