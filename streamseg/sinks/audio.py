@@ -36,7 +36,7 @@ import av
 
 from streamseg.errors import SinkError
 
-__all__ = ["SourceAudio", "REMUX_CODECS", "AAC_BITRATE_PER_CHANNEL"]
+__all__ = ["AAC_BITRATE_PER_CHANNEL", "REMUX_CODECS", "SourceAudio"]
 
 log = logging.getLogger("streamseg")
 
