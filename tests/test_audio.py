@@ -8,6 +8,7 @@ relative to the first video frame must be the same in the source and in the outp
 
 from __future__ import annotations
 
+import logging
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,7 +25,8 @@ RATE = 48_000
 BURST_S, BURST_LEN_S = 1.0, 0.2
 #: Run without a model: generated instances, drawn and encoded as in any run.
 RUN = ["--backend", "replay", "--replay", "synthetic:3", "--no-progress"]
-#: One AAC frame (1024 samples at 48 kHz), seconds: the packet granularity of a remux.
+#: One AAC frame (1024 samples at 48 kHz), seconds: the packet granularity of a remux
+#: (MP3 frames are 1152 samples, Opus ones 20 ms: shorter than the tolerance used with them).
 AAC_FRAME_S = 1024 / RATE
 #: Sync tolerance, seconds: a fifth of a video frame (the brief asks for one frame; the
 #: measured error is under 1 ms).
@@ -64,26 +66,34 @@ def make_clip(
         video.pix_fmt = "yuv420p"
         audio = out.add_stream(acodec, rate=RATE)
         audio.layout = "stereo"
-        first = round(video_start_s * FPS)
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = first + i, Fraction(1, FPS)
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
+        fmt_name = audio.codec_context.format.name
+        dtype = {"s16": np.int16, "s32": np.int32, "flt": np.float32}[fmt_name.removesuffix("p")]
         t = audio_start_s + np.arange(round(audio_len_s * RATE)) / RATE
         tone = np.where((t >= BURST_S) & (t < BURST_S + BURST_LEN_S), 0.3 * np.sin(2 * np.pi * 440 * t), 0.0)
-        planar = audio.codec_context.format.is_planar
-        start = round(audio_start_s * RATE)
-        for k in range(0, len(t), 1024):
-            chunk = np.stack([tone[k : k + 1024]] * 2)
-            if audio.codec_context.format.name == "s16":
-                chunk = (chunk.T.reshape(1, -1) * 32767).astype(np.int16)
-            else:
-                assert planar
-                chunk = chunk.astype(np.float32)
-            frame = av.AudioFrame.from_ndarray(chunk, format=audio.codec_context.format.name, layout="stereo")
-            frame.sample_rate, frame.pts, frame.time_base = RATE, start + k, Fraction(1, RATE)
+        if dtype != np.float32:
+            tone = np.round(tone * np.iinfo(dtype).max)
+        first_audio = round(audio_start_s * RATE)
+
+        def write_audio(k: int) -> None:  # the 1024 samples from sample k
+            chunk = np.stack([tone[k : k + 1024]] * 2).astype(dtype)
+            if not audio.codec_context.format.is_planar:
+                chunk = chunk.T.reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(chunk, format=fmt_name, layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = RATE, first_audio + k, Fraction(1, RATE)
             out.mux(audio.encode(frame))
+
+        k = 0  # the next audio sample to write
+        for i, image in enumerate(frames):  # interleaved in time, as a camera writes them
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = round(video_start_s * FPS) + i, Fraction(1, FPS)
+            out.mux(video.encode(frame))
+            while k < len(t) and t[k] < video_start_s + (i + 1) / FPS:
+                write_audio(k)
+                k += 1024
+        out.mux(video.encode(None))
+        while k < len(t):  # audio that lasts past the video
+            write_audio(k)
+            k += 1024
         out.mux(audio.encode(None))
 
 
@@ -131,13 +141,19 @@ def run(source: Path, out: Path, *extra: str) -> None:
     assert main(["run", str(source), "--out", str(out), *RUN, *extra]) == 0
 
 
-def test_aac_is_copied_in_sync(tmp_path: Path, frames: list[np.ndarray]) -> None:
-    source, out = tmp_path / "aac.mp4", tmp_path / "out.mp4"
-    make_clip(source, frames, acodec="aac")
+@pytest.mark.parametrize(
+    ("name", "encoder", "codec"),
+    [("aac.mp4", "aac", "aac"), ("mp3.mkv", "libmp3lame", "mp3"), ("opus.mkv", "libopus", "opus")],
+)
+def test_mp4_codecs_are_copied_in_sync(
+    tmp_path: Path, frames: list[np.ndarray], name: str, encoder: str, codec: str
+) -> None:
+    source, out = tmp_path / name, tmp_path / "out.mp4"
+    make_clip(source, frames, acodec=encoder)
     run(source, out)
     src, got = probe(source), probe(out)
-    assert got["codec"] == "aac"
-    assert packets(out) == packets(source)  # remuxed: the same AAC packets, not re-encoded
+    assert got["codec"] == codec
+    assert packets(out) == packets(source)  # remuxed: the same packets, not re-encoded
     assert abs(got["duration_s"] - src["duration_s"]) <= AAC_FRAME_S
     assert abs(got["onset_s"] - src["onset_s"]) <= SYNC_TOL_S
     assert abs(src["onset_s"] - BURST_S) <= SYNC_TOL_S  # the probe finds the burst where it was made
@@ -200,3 +216,33 @@ def test_no_audio_flag_and_sources_without_audio(tmp_path: Path, frames: list[np
     with av.open(str(tmp_path / "bikes.mp4")) as c:
         assert [s.type for s in c.streams] == ["video"]
         assert c.streams.video[0].frames == 5
+
+
+def test_corrupt_audio_packets_leave_the_video_whole_and_the_sound_in_sync(
+    tmp_path: Path, frames: list[np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    # MP2 is re-encoded (MP4 players do not play it), so its packets are decoded: zero the
+    # payload of those between 0.5 s and 0.8 s (12 frames of 1152 samples), before the burst.
+    # FFmpeg's MPEG audio parser finds no frame in them: the audio has a 0.3 s hole.
+    source, out = tmp_path / "mp2.mkv", tmp_path / "out.mp4"
+    make_clip(source, frames, acodec="mp2")
+    data = bytearray(source.read_bytes())
+    with av.open(str(source)) as c:
+        spots = [(data.find(bytes(p), p.pos), p.size) for p in c.demux(audio=0)
+                 if p.size and 0.5 <= p.pts * p.time_base < 0.8]  # fmt: skip
+    assert len(spots) >= 10 and all(start >= 0 for start, _ in spots)
+    for start, size in spots:
+        data[start : start + size] = bytes(size)
+    source.write_bytes(bytes(data))
+    clean = tmp_path / "clean.mkv"
+    make_clip(clean, frames, acodec="mp2")
+
+    with caplog.at_level(logging.WARNING, logger="streamseg"):
+        run(source, out)
+    assert "its audio has gaps (0.288 s in all" in caplog.text  # 12 x 1152 samples at 48 kHz
+    with av.open(str(out)) as c:
+        assert len(list(c.decode(video=0))) == len(frames)  # every frame written and decodable
+    src, got = probe(clean), probe(out)
+    assert got["codec"] == "aac"
+    assert abs(got["duration_s"] - src["duration_s"]) <= AAC_FRAME_S  # the gap is filled with silence
+    assert abs(got["onset_s"] - src["onset_s"]) <= SYNC_TOL_S  # and the sound after it stays in sync

@@ -33,6 +33,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 
 from streamseg.errors import SinkError
 
@@ -59,6 +60,16 @@ def _reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e) or type(e).__name__
 
 
+def _silence(like: av.AudioFrame, samples: int) -> av.AudioFrame:
+    """``samples`` samples of silence in the format, layout and rate of ``like``."""
+    arr = like.to_ndarray()  # (channels, n) planar or (1, n * channels) packed
+    zero = 128 if like.format.name.startswith("u8") else 0  # unsigned 8-bit PCM is centred on 128
+    data = np.full((arr.shape[0], samples * arr.shape[1] // like.samples), zero, dtype=arr.dtype)
+    frame = av.AudioFrame.from_ndarray(data, format=like.format.name, layout=like.layout.name)
+    frame.sample_rate = like.sample_rate
+    return frame
+
+
 class SourceAudio:
     """Copy a source file's audio stream into an output MP4 container, in sync with its video.
 
@@ -81,6 +92,8 @@ class SourceAudio:
         codec: the source's audio codec (FFmpeg name, e.g. ``"aac"``, ``"pcm_s16le"``).
         packets_written: audio packets muxed so far.
         packets_skipped: source packets that could not be decoded (``"aac"`` mode).
+        gap_s: seconds of silence put where the source's audio has none (``"aac"`` mode:
+            packets missing, lost to corruption, or undecodable).
     """
 
     def __init__(
@@ -98,6 +111,8 @@ class SourceAudio:
         self.mode = "remux" if self.codec in REMUX_CODECS else "aac"
         self.packets_written = 0
         self.packets_skipped = 0
+        self.gap_s = Fraction(0)
+        self._first_gap_s = Fraction(0)
         video = input_container.streams.video[0]
         # The origin of Frame.pts_s (VideoFileSource: (pts - start_time) * time_base).
         self._video_start = (video.start_time or 0) * video.time_base if video.time_base else Fraction(0)
@@ -255,17 +270,30 @@ class SourceAudio:
     def _encode(self, frame: av.AudioFrame, tick: Fraction, *, end_s: float | None = None) -> None:
         """Encode one decoded frame at its time on the MP4's clock (none if it starts at or after ``end_s``)."""
         assert self._origin is not None
+        if frame.samples == 0:
+            return
         if frame.pts is not None and frame.time_base is not None:
             t = frame.pts * frame.time_base - self._origin
         else:
             t = self._next_t if self._next_t is not None else Fraction(0)
-        # Timestamps in a coarse time base (Matroska: 1 ms) round each frame's start; a start
-        # within one tick and one sample of where the previous frame ended is that end, so
-        # samples neither overlap nor leave gaps. A larger jump is a real gap in the source.
-        if self._next_t is not None and abs(t - self._next_t) <= tick + Fraction(1, frame.sample_rate):
-            t = self._next_t
         if end_s is not None and t >= end_s:
             return
+        if self._next_t is not None:
+            # Timestamps in a coarse time base (Matroska: 1 ms) round each frame's start; a start
+            # within one tick and one sample of where the previous frame ended is that end. A
+            # later start is a gap in the source (packets lost or undecodable): it is filled
+            # with silence, because the encoder (and players) take AAC samples as contiguous.
+            gap = t - self._next_t
+            if gap > tick + Fraction(1, frame.sample_rate):
+                if self.gap_s == 0:
+                    self._first_gap_s = self._next_t
+                self.gap_s += gap
+                self._encode_at(_silence(frame, round(gap * frame.sample_rate)), self._next_t)
+            t = self._next_t  # an overlap (a broken source) is played on, not mixed
+        self._encode_at(frame, t)
+
+    def _encode_at(self, frame: av.AudioFrame, t: Fraction) -> None:
+        """Encode ``frame`` starting at ``t`` seconds on the MP4's clock and mux the packets."""
         self._next_t = t + Fraction(frame.samples, frame.sample_rate)
         frame.pts, frame.time_base = round(t * self.rate), self._out_time_base
         try:
@@ -293,6 +321,10 @@ class SourceAudio:
             if self.packets_skipped:
                 log.warning("%s: %d audio packets could not be decoded and were left out of the annotated "
                             "video (silent there)", self.source, self.packets_skipped)  # fmt: skip
+            if self.gap_s:
+                log.warning("%s: its audio has gaps (%.3f s in all, the first at %.3f s of the annotated video; "
+                            "missing or corrupt packets): the annotated video is silent there, and in sync "
+                            "after them", self.source, self.gap_s, self._first_gap_s)  # fmt: skip
         finally:
             self.close()
 
