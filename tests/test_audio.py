@@ -246,3 +246,29 @@ def test_corrupt_audio_packets_leave_the_video_whole_and_the_sound_in_sync(
     assert got["codec"] == "aac"
     assert abs(got["duration_s"] - src["duration_s"]) <= AAC_FRAME_S  # the gap is filled with silence
     assert abs(got["onset_s"] - src["onset_s"]) <= SYNC_TOL_S  # and the sound after it stays in sync
+
+
+def test_window_recording_started_mid_file_carries_the_audio_from_there(
+    tmp_path: Path, frames: list[np.ndarray]
+) -> None:
+    # The window records through the same VideoOutput: a recording started at frame 10
+    # (0.4 s) puts the burst (source 1.0 s) at 0.6 s of the recording.
+    from streamseg_app.output import ViewOutput
+
+    from streamseg.sources import VideoFileSource
+    from streamseg.types import FrameResult, Instances
+
+    source = tmp_path / "aac.mp4"
+    make_clip(source, frames, acodec="aac")
+    view = ViewOutput(categories=["__bg__"], on_frame=lambda frame: None, fps=Fraction(FPS), audio_from=source,
+                      pace=False)  # fmt: skip
+    with VideoFileSource(source) as src:
+        for frame in src:
+            if frame.index == 10:
+                view.start_recording(tmp_path / "rec.mp4", tmp_path / "rec.jsonl")
+            view.write(FrameResult(frame=frame, instances=Instances.empty(frame.image.shape[:2]), timings_ms={}), None)
+    view.close()
+    got = probe(tmp_path / "rec.mp4")
+    assert got["codec"] == "aac"
+    assert abs(got["onset_s"] - (probe(source)["onset_s"] - 10 / FPS)) <= SYNC_TOL_S
+    assert abs(got["duration_s"] - 40 / FPS) <= AAC_FRAME_S
