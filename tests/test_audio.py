@@ -251,8 +251,8 @@ def test_corrupt_audio_packets_leave_the_video_whole_and_the_sound_in_sync(
 def test_window_recording_started_mid_file_carries_the_audio_from_there(
     tmp_path: Path, frames: list[np.ndarray]
 ) -> None:
-    # The window records through the same VideoOutput: a recording started at frame 10
-    # (0.4 s) puts the burst (source 1.0 s) at 0.6 s of the recording.
+    # The window records through the same VideoOutput: a recording started at frame 20
+    # (0.8 s; the audio is read from a seek to 0.3 s) puts the burst (source 1.0 s) at 0.2 s.
     from streamseg_app.output import ViewOutput
 
     from streamseg.sources import VideoFileSource
@@ -264,11 +264,12 @@ def test_window_recording_started_mid_file_carries_the_audio_from_there(
                       pace=False)  # fmt: skip
     with VideoFileSource(source) as src:
         for frame in src:
-            if frame.index == 10:
+            if frame.index == 20:
                 view.start_recording(tmp_path / "rec.mp4", tmp_path / "rec.jsonl")
             view.write(FrameResult(frame=frame, instances=Instances.empty(frame.image.shape[:2]), timings_ms={}), None)
     view.close()
     got = probe(tmp_path / "rec.mp4")
     assert got["codec"] == "aac"
-    assert abs(got["onset_s"] - (probe(source)["onset_s"] - 10 / FPS)) <= SYNC_TOL_S
-    assert abs(got["duration_s"] - 40 / FPS) <= AAC_FRAME_S
+    assert abs(got["onset_s"] - (probe(source)["onset_s"] - 20 / FPS)) <= SYNC_TOL_S
+    assert abs(got["start_s"]) <= SYNC_TOL_S
+    assert abs(got["duration_s"] - 30 / FPS) <= AAC_FRAME_S

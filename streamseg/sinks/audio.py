@@ -53,6 +53,9 @@ AAC_BITRATE_PER_CHANNEL = 64_000
 _MAX_AAC_CHANNELS = 8
 #: The sample rate of re-encoded audio whose own rate AAC does not have (samples/s).
 _FALLBACK_RATE = 48_000
+#: Seconds before the MP4's time 0 to seek the source's audio to (more than any codec's
+#: pre-roll: Opus asks for 80 ms, RFC 7845 section 4.2).
+_SEEK_MARGIN_S = Fraction(1, 2)
 
 
 def _reason(e: Exception) -> str:
@@ -119,6 +122,7 @@ class SourceAudio:
         self._origin: Fraction | None = None  # source time of the MP4's time 0
         self._packets: Iterator[av.Packet] | None = None
         self._pending: av.Packet | None = None  # read, not yet due
+        self._preroll: av.Packet | None = None  # the latest packet wholly before time 0
         self._done = False  # the source's audio is exhausted (or unreadable)
         self._last_dts: int | None = None
         self._next_t: Fraction | None = None  # "aac" mode: where the next decoded frame should start
@@ -214,6 +218,7 @@ class SourceAudio:
         """
         if self._origin is None:
             self._origin = self._video_start + Fraction(first_pts_s)
+            self._seek_near_origin()
         while True:
             packet = self._pending if self._pending is not None else self._read()
             self._pending = None
@@ -224,14 +229,39 @@ class SourceAudio:
                 self._pending = packet
                 return
             duration = packet.duration * packet.time_base if packet.duration and packet.time_base else Fraction(0)
-            # Keep one whole packet before time 0 as decoder pre-roll (AAC's MDCT overlap); the
-            # MP4's edit list hides everything before 0, to the sample.
-            if start + 2 * duration <= 0 and duration > 0:
+            if start + duration <= 0:
+                # Wholly before the MP4's time 0: only the last such packet is written, as the
+                # decoder's pre-roll (AAC's MDCT overlap); the MP4's edit list hides it.
+                self._preroll = packet
                 continue
-            if self.mode == "remux":
-                self._remux(packet, start, duration)
-            else:
-                self._reencode(packet)
+            if self._preroll is not None:
+                preroll, self._preroll = self._preroll, None
+                self._write(preroll)
+            self._write(packet)
+
+    def _write(self, packet: av.Packet) -> None:
+        """Copy or re-encode one source packet into the MP4."""
+        if self.mode == "remux":
+            self._remux(packet)
+        else:
+            self._reencode(packet)
+
+    def _seek_near_origin(self) -> None:
+        """Start reading the audio :data:`_SEEK_MARGIN_S` before the MP4's time 0, not at the file's start.
+
+        A recording started minutes into a file then does not demux all the audio before it.
+        A container that cannot seek is read from its start (the packets before are skipped).
+        """
+        assert self._origin is not None
+        stream = self._in_stream
+        target = self._origin - _SEEK_MARGIN_S
+        first = (stream.start_time or 0) * stream.time_base if stream.time_base else Fraction(0)
+        if target <= first or not stream.time_base:
+            return
+        try:
+            self._input.seek(int(target / stream.time_base), stream=stream, backward=True)
+        except av.FFmpegError:
+            log.debug("%s: cannot seek its audio; reading it from the start", self.source, exc_info=True)
 
     def _mux(self, packets: list[av.Packet]) -> None:
         try:
@@ -240,8 +270,10 @@ class SourceAudio:
             raise SinkError(f"cannot write the audio of the annotated video: {_reason(e)}") from e
         self.packets_written += len(packets)
 
-    def _remux(self, packet: av.Packet, start: Fraction, duration: Fraction) -> None:
+    def _remux(self, packet: av.Packet) -> None:
         """Copy one packet, its timestamps rescaled to the output's 1/sample_rate clock."""
+        start = self._start_s(packet)
+        duration = packet.duration * packet.time_base if packet.duration and packet.time_base else Fraction(0)
         pts = round(start * self.rate)
         dts = pts if packet.dts is None or packet.pts is None else pts - round(
             (packet.pts - packet.dts) * packet.time_base * self.rate
@@ -345,7 +377,7 @@ class SourceAudio:
     def close(self) -> None:
         """Close the source file (idempotent); writes nothing more."""
         self._done = True
-        self._pending = None
+        self._pending = self._preroll = None
         with contextlib.suppress(av.FFmpegError):
             self._input.close()
 
