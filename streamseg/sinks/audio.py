@@ -21,7 +21,9 @@ stopped early (``--max-frames``, an error) therefore has the audio of the frames
 
 A source whose audio cannot be read to the end (truncated or corrupt) loses only audio:
 the video is written in full, the audio stops where reading failed, and a warning says
-so. Audio packets that cannot be decoded (re-encoding) are skipped and counted.
+so. When re-encoding, packets that cannot be decoded are skipped, and every hole in the
+source's timestamps (skipped, lost or missing packets) is filled with silence, so the
+sound after it stays in sync; a warning gives the count and total length.
 """
 
 from __future__ import annotations
@@ -78,8 +80,8 @@ class SourceAudio:
 
     Create it before the container's header is written (it adds the audio stream), call
     :meth:`write_until` after each video frame and :meth:`finish` before closing the
-    container. All times are in seconds on the video's clock: ``Frame.pts_s`` of the
-    source's frames (0 at the source's video stream start).
+    container. Times are seconds on the MP4's clock (0 at its first frame); the
+    ``first_pts_s`` they come with (that frame's ``Frame.pts_s``) ties it to the source.
 
     Use :meth:`open`, which returns None for a file without audio (or whose audio cannot
     be set up: a warning says why) instead of raising.
