@@ -51,19 +51,24 @@ def make_clip(
     *,
     acodec: str,
     video_start_s: float = 0.0,
+    frame_times_s: list[float] | None = None,
     audio_start_s: float = 0.0,
     audio_len_s: float = 2.0,
 ) -> None:
     """Write ``frames`` at 25 fps from ``video_start_s`` and a stereo track from ``audio_start_s``.
 
-    The audio is silent but for a 0.3-amplitude 440 Hz burst at [BURST_S, BURST_S + BURST_LEN_S).
-    The container follows the suffix (.mp4, .mkv, .avi); AVI gets MPEG-4 Part 2 video.
+    ``frame_times_s`` gives each frame's time instead (variable frame rate, in a 1 ms time
+    base). The audio is silent but for a 0.3-amplitude 440 Hz burst at [BURST_S, BURST_S +
+    BURST_LEN_S). The container follows the suffix (.mp4, .mkv, .avi); AVI gets MPEG-4 Part 2.
     """
+    times = frame_times_s or [video_start_s + i / FPS for i in range(len(frames))]
+    tick = Fraction(1, 1000) if frame_times_s else Fraction(1, FPS)
     fmt = {".mp4": "mp4", ".mkv": "matroska", ".avi": "avi"}[path.suffix]
     with av.open(str(path), "w", format=fmt) as out:
         video = out.add_stream("mpeg4" if fmt == "avi" else "libx264", rate=FPS)
         video.height, video.width = frames[0].shape[:2]
         video.pix_fmt = "yuv420p"
+        video.time_base = video.codec_context.time_base = tick
         audio = out.add_stream(acodec, rate=RATE)
         audio.layout = "stereo"
         fmt_name = audio.codec_context.format.name
@@ -85,9 +90,9 @@ def make_clip(
         k = 0  # the next audio sample to write
         for i, image in enumerate(frames):  # interleaved in time, as a camera writes them
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts, frame.time_base = round(video_start_s * FPS) + i, Fraction(1, FPS)
+            frame.pts, frame.time_base = round(times[i] / tick), tick
             out.mux(video.encode(frame))
-            while k < len(t) and t[k] < video_start_s + (i + 1) / FPS:
+            while k < len(t) and t[k] < times[i] + 1 / FPS:
                 write_audio(k)
                 k += 1024
         out.mux(video.encode(None))
@@ -98,16 +103,17 @@ def make_clip(
 
 
 def probe(path: Path) -> dict:
-    """What a player gets from ``path``: the audio codec, decoded duration, and the burst onset vs the first frame.
+    """What a player gets from ``path``: the audio codec, decoded duration, and the burst onset vs the video.
 
     Returns a dict with ``codec`` (None without an audio stream), ``duration_s`` (decoded
     samples / rate), ``start_s`` (first decoded audio sample, relative to the first video
-    frame) and ``onset_s`` (first sample of the burst, |x| >= 0.15, relative to the first
-    video frame); times in seconds.
+    frame), ``onset_s`` (first sample of the burst, |x| >= 0.15, relative to the first
+    video frame; times in seconds) and ``frame_at_onset`` (the index of the video frame on
+    screen when the burst starts).
     """
     with av.open(str(path)) as c:
-        first_video = next(c.decode(video=0))
-        video_t0 = float(first_video.pts * first_video.time_base)
+        video_times = [float(f.pts * f.time_base) for f in c.decode(video=0)]
+        video_t0 = video_times[0]
     with av.open(str(path)) as c:
         if not c.streams.audio:
             return {"codec": None}
@@ -128,6 +134,7 @@ def probe(path: Path) -> dict:
         "duration_s": len(samples) / stream.rate,
         "start_s": start - video_t0,
         "onset_s": None if onset is None else onset - video_t0,
+        "frame_at_onset": None if onset is None else int(np.searchsorted(video_times, onset, side="right")) - 1,
     }
 
 
@@ -198,10 +205,23 @@ def test_audio_before_the_first_frame_is_cut(tmp_path: Path, frames: list[np.nda
     assert abs(got["duration_s"] - 2.0) <= AAC_FRAME_S  # the video's 2 s, not the source's 2.48 s
 
 
+def test_variable_frame_rate_keeps_each_sound_with_its_frame(tmp_path: Path, frames: list[np.ndarray]) -> None:
+    # Frames 20 ms apart up to frame 24 (0.48 s), then 60 ms apart: the burst (1.0 s) starts
+    # while frame 32 (0.96 s) is on screen, where a constant 25 fps would show frame 25.
+    times = [0.02 * i if i <= 24 else 0.48 + 0.06 * (i - 24) for i in range(len(frames))]
+    source, out = tmp_path / "vfr.mkv", tmp_path / "out.mp4"
+    make_clip(source, frames, acodec="aac", frame_times_s=times, audio_len_s=times[-1] + 0.06)
+    run(source, out)
+    src, got = probe(source), probe(out)
+    assert src["frame_at_onset"] == 32
+    assert got["frame_at_onset"] == 32
+    assert abs(got["onset_s"] - src["onset_s"]) <= SYNC_TOL_S
+
+
 def test_max_frames_keeps_the_audio_of_the_frames_written(tmp_path: Path, frames: list[np.ndarray]) -> None:
     source, out = tmp_path / "aac.mp4", tmp_path / "out.mp4"
     make_clip(source, frames, acodec="aac")
-    run(source, out, "--max-frames", "30")  # 1.2 s, past the burst's start
+    run(source, out, "--max-frames", "30", "--detect-every", "3")  # 1.2 s, past the burst's start
     got = probe(out)
     assert abs(got["duration_s"] - 30 / FPS) <= AAC_FRAME_S
     assert abs(got["onset_s"] - probe(source)["onset_s"]) <= SYNC_TOL_S
