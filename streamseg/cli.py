@@ -86,10 +86,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     run.add_argument(
         "--out",
         metavar="FILE.mp4",
-        help="annotated video (H.264, yuv420p, same size and frame timing as the input; for a folder of "
-        "images of different sizes, the first image's size, the others letterboxed into it: aspect ratio "
-        "kept, black bars)",
+        help="annotated video (H.264, yuv420p, same size and frame timing as the input; with the "
+        "source file's audio, copied or re-encoded to AAC; for a folder of images of different sizes, the "
+        "first image's size, the others letterboxed into it: aspect ratio kept, black bars)",
     )
+    run.add_argument("--no-audio", action="store_true", help="write the --out video without the source's audio")
     run.add_argument(
         "--jsonl",
         metavar="FILE.jsonl",
@@ -193,7 +194,7 @@ def _run(
     from streamseg.backends import create_backend
     from streamseg.core import Pipeline, StreamProcessor, describe
     from streamseg.sinks import file_outputs
-    from streamseg.sources import LiveSource, open_source
+    from streamseg.sources import LiveSource, VideoFileSource, open_source
 
     source = open_source(source_uri, max_frames=max_frames)
     if live and isinstance(source, LiveSource):
@@ -214,7 +215,12 @@ def _run(
         settings,
         model,
         categories=backend.categories,
-        outputs=file_outputs(outputs, categories=backend.categories, fps=info.fps),
+        outputs=file_outputs(
+            outputs,
+            categories=backend.categories,
+            fps=info.fps,
+            audio_from=source.path if isinstance(source, VideoFileSource) else None,
+        ),
         fps=float(info.fps) if info.fps else None,
         random_weights=backend.random_weights,
     )
@@ -250,7 +256,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         log.warning("no --out or --jsonl given: writing %s and %s", out, jsonl)
     outputs = validated(
         OutputConfig,
-        {"video": out, "jsonl": jsonl, "coco_json": args.coco_json, "mot": args.mot,
+        {"video": out, "audio": not args.no_audio, "jsonl": jsonl, "coco_json": args.coco_json, "mot": args.mot,
          "mot_interpolate": args.mot_interpolate},
         where="outputs",
     )

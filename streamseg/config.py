@@ -260,6 +260,9 @@ class OutputConfig(_Config):
 
     Attributes:
         video: annotated H.264 MP4 (must end in ``.mp4``).
+        audio: carry the source file's audio in ``video`` (copied, or re-encoded to AAC
+            where MP4 does not allow its codec); False for a video-only MP4. Live sources
+            and image folders have no audio to carry.
         jsonl: per-frame results, JSON Lines with COCO RLE masks.
         coco_json: every frame's instances as one COCO results json list
             (``COCO.loadRes``; :mod:`streamseg.sinks.coco_json`).
@@ -269,6 +272,7 @@ class OutputConfig(_Config):
     """
 
     video: Path | None = None
+    audio: bool = True
     jsonl: Path | None = None
     coco_json: Path | None = None
     mot: Path | None = None

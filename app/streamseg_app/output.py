@@ -151,7 +151,8 @@ class Recorder:
 
     The same :class:`~streamseg.sinks.VideoOutput` and :class:`~streamseg.sinks.JsonlOutput`
     that ``streamseg run`` writes: the MP4 opens on the first frame, when the size is
-    known, and its timing follows ``Frame.pts_s``; the JSONL has one line per frame
+    known, its timing follows ``Frame.pts_s``, and it carries the source file's audio from
+    the first recorded frame on (``audio_from``); the JSONL has one line per frame
     written, with only the instances drawn (that frame's score threshold and class
     filter applied). Used from one thread only.
 
@@ -160,15 +161,28 @@ class Recorder:
         jsonl: the .jsonl path.
         categories: class names indexed by label.
         fps: the source's frame rate for the MP4 header, or None (live: timing from pts only).
+        audio_from: the source video file whose audio the MP4 carries, or None (video only:
+            live sources, image folders).
 
     Raises:
         SinkError: the files cannot be created (from the constructor or :meth:`write`).
     """
 
-    def __init__(self, video: Path, jsonl: Path, *, categories: Sequence[str], fps: Fraction | None) -> None:
+    def __init__(
+        self,
+        video: Path,
+        jsonl: Path,
+        *,
+        categories: Sequence[str],
+        fps: Fraction | None,
+        audio_from: Path | None = None,
+    ) -> None:
         self.video, self.jsonl = Path(video), Path(jsonl)
         self.frames = 0
-        self._outputs: list[Output] = [VideoOutput(self.video, fps=fps), JsonlOutput(self.jsonl, categories=categories)]
+        self._outputs: list[Output] = [
+            VideoOutput(self.video, fps=fps, audio_from=audio_from),
+            JsonlOutput(self.jsonl, categories=categories),
+        ]
 
     def write(self, frame: ViewFrame) -> None:
         """Append one drawn frame to both files.
@@ -206,6 +220,8 @@ class ViewOutput:
         live: the source is live: no pacing (frames are shown as soon as they are ready).
         num_frames: frames in the file, or None.
         fps: the source's frame rate, for recordings.
+        audio_from: the source video file, whose audio recordings carry; None for live
+            sources and image folders.
         pace: play files at their presentation times (True) or as fast as the model goes.
         start_paused: start paused, showing only the first frame.
         dropped: returns the frames the live policy dropped so far (the pipeline's count).
@@ -224,6 +240,7 @@ class ViewOutput:
         live: bool = False,
         num_frames: int | None = None,
         fps: Fraction | None = None,
+        audio_from: Path | None = None,
         pace: bool = True,
         start_paused: bool = False,
         dropped: Callable[[], int] = lambda: 0,
@@ -233,6 +250,7 @@ class ViewOutput:
         self.live = live
         self.num_frames = num_frames
         self.fps = fps
+        self.audio_from = audio_from
         self.pace = pace and not live
         self._on_frame = on_frame
         self._on_recording = on_recording
@@ -428,7 +446,10 @@ class ViewOutput:
         if request is not None:
             try:
                 self._recorder = Recorder(
-                    *request, categories=self.categories, fps=None if self.live else self.fps
+                    *request,
+                    categories=self.categories,
+                    fps=None if self.live else self.fps,
+                    audio_from=self.audio_from,
                 )
             except StreamsegError as exc:
                 self._on_recording(RecordingEvent("failed", request[0], request[1], 0, str(exc)))

@@ -435,6 +435,7 @@ class Session:
             live=live,
             num_frames=source_info.num_frames,
             fps=fps,
+            audio_from=source.path if isinstance(source, VideoFileSource) else None,
             pace=self._pace,
             start_paused=not self._playing,
             dropped=lambda: pipeline_box[0].summary.dropped if pipeline_box else 0,

@@ -68,22 +68,28 @@ class VideoOutput:
         path: the .mp4 to write (its folder is created).
         fps: the source's average frame rate (frames per second) for the stream header,
             or None (live: timing from pts only).
+        audio_from: the video file the frames come from, whose audio the MP4 carries
+            (in sync, over the span of the frames written; see :mod:`streamseg.sinks.audio`),
+            or None for a video-only MP4 (live sources, image folders, ``--no-audio``).
     """
 
     needs_image = True
     stage = "encode"
     threaded = True  # libx264 and the RGB -> YUV conversion run with the GIL released
 
-    def __init__(self, path: str | Path, *, fps: float | None) -> None:
+    def __init__(self, path: str | Path, *, fps: float | None, audio_from: str | Path | None = None) -> None:
         self.path = Path(path)
         self.fps = fps
+        self.audio_from = audio_from
         self._writer: VideoWriter | None = None
 
     def write(self, result: FrameResult, image: np.ndarray | None) -> None:
         assert image is not None
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = VideoWriter(self.path, width=image.shape[1], height=image.shape[0], fps=self.fps)
+            self._writer = VideoWriter(
+                self.path, width=image.shape[1], height=image.shape[0], fps=self.fps, audio_from=self.audio_from
+            )
         self._writer.write(letterbox(image, self._writer.height, self._writer.width), result.frame.pts_s)
 
     @property
@@ -161,20 +167,28 @@ class MotOutput:
         self._writer.close()
 
 
-def file_outputs(config: OutputConfig, *, categories: Sequence[str], fps: float | None) -> list[Output]:
+def file_outputs(
+    config: OutputConfig,
+    *,
+    categories: Sequence[str],
+    fps: float | None,
+    audio_from: str | Path | None = None,
+) -> list[Output]:
     """The file outputs a :class:`~streamseg.config.OutputConfig` asks for: video, JSONL, COCO json, MOT (in that order).
 
     Args:
         config: which files to write.
         categories: the backend's class names (the JSONL's ``label``).
         fps: the source's frame rate, for the MP4 header.
+        audio_from: the source video file, whose audio the MP4 carries unless
+            ``config.audio`` is False; None for a source without a file (live, image folder).
 
     Raises:
         SinkError: a file cannot be created.
     """
     outputs: list[Output] = []
     if config.video is not None:
-        outputs.append(VideoOutput(config.video, fps=fps))
+        outputs.append(VideoOutput(config.video, fps=fps, audio_from=audio_from if config.audio else None))
     if config.jsonl is not None:
         outputs.append(JsonlOutput(config.jsonl, categories=categories))
     if config.coco_json is not None:

@@ -3,7 +3,8 @@
 The file plays in browsers: H.264 High profile, yuv420p (4:2:0, 8 bit),
 BT.709 limited-range colour (converted and tagged), and ``movflags=+faststart``
 so the index (moov atom) comes first and playback can start before the whole
-file has downloaded.
+file has downloaded. Given the source file (``audio_from``), it also carries the
+source's audio, in sync (:class:`~streamseg.sinks.audio.SourceAudio`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 
 from streamseg.errors import SinkError
+from streamseg.sinks.audio import SourceAudio
 
 __all__ = ["VideoWriter", "encoded_size", "letterbox"]
 
@@ -131,6 +133,12 @@ class VideoWriter:
     (height + height % 2), as :func:`encoded_size` gives it (see :attr:`out_width`,
     :attr:`out_height`), and the writer logs it (a warning the first time a size is seen).
 
+    Audio: with ``audio_from`` (the video file the frames come from, whose ``Frame.pts_s``
+    they carry), the MP4 also has that file's audio over the span of the frames written,
+    copied where MP4 allows the codec and re-encoded to AAC otherwise, on the video's
+    clock (see :mod:`streamseg.sinks.audio`). A file without audio, or whose audio
+    cannot be read, gives a video-only MP4 (the latter with a warning).
+
     The file is a valid, playable MP4 once :meth:`close` returns (also when it is
     called after a failure part-way through). The file and its header are written
     when the writer is created; a writer closed before any frame leaves an MP4
@@ -153,9 +161,11 @@ class VideoWriter:
             (``+faststart``), as players stream best. Fragmented, x264 also runs with
             ``tune=zerolatency`` (no lookahead, no B-frames), so each frame's packet is out at
             once and a kill loses at most the last second, not the encoder's queue too.
+        audio_from: the source video file whose audio to carry, or None (no audio).
 
     Attributes:
         frames_written: frames passed to the encoder so far.
+        audio: the source's audio being carried, or None.
 
     Raises:
         SinkError: the file cannot be created or the encoder cannot be set up.
@@ -173,6 +183,7 @@ class VideoWriter:
         crf: int = 23,
         preset: str = "veryfast",
         fragmented: bool = False,
+        audio_from: str | Path | None = None,
     ) -> None:
         if width < 1 or height < 1:
             raise ValueError(f"width and height must be >= 1, got {width}x{height}")
@@ -186,7 +197,9 @@ class VideoWriter:
         self.time_base = Fraction(1, clock if clock <= _MAX_CLOCK else _BASE_CLOCK)
         self._first_pts_s: float | None = None
         self._last_pts: int | None = None
+        self._end_pts: int | None = None  # the last frame's pts + duration
         self._closed = False
+        self.audio: SourceAudio | None = None
         if self.path.is_dir():
             raise SinkError(f"cannot write video {self.path}: it is a directory")
         if not self.path.parent.is_dir():
@@ -203,6 +216,8 @@ class VideoWriter:
                 f"cannot set up encoder {codec!r} (crf={crf}, preset={preset!r}) "
                 f"for {self.path}: {_reason(e)}"
             ) from e
+        if audio_from is not None:
+            self.audio = SourceAudio.open(audio_from, self._container)
         try:
             # Create the file and write the header now, so a bad path fails here and
             # close() always leaves a complete MP4 file.
@@ -237,6 +252,8 @@ class VideoWriter:
     def _abort(self) -> None:
         """Close the container after a failed set-up, ignoring errors."""
         self._closed = True
+        if self.audio is not None:
+            self.audio.close()
         with contextlib.suppress(av.FFmpegError, OSError):
             self._container.close()
 
@@ -277,11 +294,14 @@ class VideoWriter:
         elif self._last_pts is not None:
             frame.duration = pts - self._last_pts  # the last frame lasts as long as the one before
         self._last_pts = pts
+        self._end_pts = pts + (frame.duration or 0)
         try:
             self._container.mux(self._stream.encode(frame))
         except (av.FFmpegError, OSError) as e:
             raise SinkError(f"cannot write video {self.path}: {_reason(e)}") from e
         self.frames_written += 1
+        if self.audio is not None:  # the audio up to this frame, so the two are interleaved
+            self.audio.write_until(float(pts * self.time_base), first_pts_s=self._first_pts_s)
 
     def close(self) -> None:
         """Flush the encoder and finish the file (idempotent).
@@ -294,9 +314,14 @@ class VideoWriter:
         self._closed = True
         try:
             self._container.mux(self._stream.encode(None))
+            if self.audio is not None:
+                end_s = None if self._end_pts is None else float(self._end_pts * self.time_base)
+                self.audio.finish(end_s, first_pts_s=self._first_pts_s)
         except (av.FFmpegError, OSError) as e:
             raise SinkError(f"cannot finish video {self.path}: {_reason(e)}") from e
         finally:
+            if self.audio is not None:
+                self.audio.close()
             try:
                 self._container.close()
             except (av.FFmpegError, OSError) as e:
