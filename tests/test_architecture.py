@@ -66,3 +66,38 @@ def test_no_library_module_is_over_500_lines() -> None:
         for p in (REPO / top).rglob("*.py")
     }
     assert {k: n for k, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """The module names imported by ``path``'s top-level statements (not inside functions)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_only_the_ray_monitor_imports_ray_and_only_monitor_ray_imports_it() -> None:
+    """Issue 17: without ``--ray`` nothing imports Ray (an optional extra)."""
+    ray_modules = {"streamseg/monitor/cluster.py", "streamseg/monitor/replicas.py"}
+    importers = {
+        str(p.relative_to(REPO)) for p in (REPO / "streamseg").rglob("*.py") if any(
+            n.split(".")[0] == "ray" for n in _imports(p))
+    }  # fmt: skip
+    assert importers == {"streamseg/monitor/replicas.py"}  # import_ray(), which cluster.py calls too
+    eager = {
+        str(p.relative_to(REPO)) for p in (REPO / "streamseg").rglob("*.py")
+        if str(p.relative_to(REPO)) not in ray_modules
+        and _top_level_imports(p) & {"streamseg.monitor.cluster", "streamseg.monitor.replicas"}
+    }  # fmt: skip
+    assert eager == set()
+    code = (
+        "import sys, contextlib, io\nimport streamseg.cli as cli\nimport streamseg.monitor\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    cli.main(['monitor', '--help'])\n"
+        "print('ray' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False", out.stdout + out.stderr
