@@ -11,8 +11,8 @@ transport are what is measured) in three set-ups, one after the other in each ro
 
 * ``local``: ``streamseg monitor`` as it runs on one machine (one process, one model);
 * ``ray, 1 replica`` and ``ray, 2 replicas``: ``streamseg monitor --ray`` on a local Ray
-  instance started for the run (2 CPUs here), stream actors of 0.25 CPU, replicas of
-  1 CPU each (batch size 4, max wait 5 ms).
+  instance started for the run (2 CPUs here), stream actors of 0.25 CPU, the replicas
+  sharing the rest, at most 1 CPU each (batch size 4, max wait 5 ms).
 
 Each run lasts ``--seconds`` after every stream has written its first frame (the start-up,
 Ray's and the actors' included, is left out); from the health lines (every 2 s) it reports
@@ -49,12 +49,18 @@ def _rtsp_server_module():
     return module
 
 
+#: Ray CPUs of the local instance (this machine's cores) and of each stream actor.
+CPUS, STREAM_CPUS = 2.0, 0.25
+
+
 def _doc(out: Path, urls: list[str], replicas: int, seconds: float) -> dict:
+    # The replicas share what the stream actors leave, at most 1 CPU each.
+    replica_cpus = min(1.0, (CPUS - STREAM_CPUS * len(urls)) / replicas)
     return {
         "monitor": {"output_dir": str(out), "health_interval_s": 2.0, "duration_s": seconds},
         "model": {"name": "demo"},
-        "cluster": {"replicas": replicas, "replica_cpus": 1.0, "stream_cpus": 0.25, "batch_size": 4,
-                    "max_wait_ms": 5.0, "max_restarts": 0},
+        "cluster": {"replicas": replicas, "replica_cpus": replica_cpus, "stream_cpus": STREAM_CPUS,
+                    "batch_size": 4, "max_wait_ms": 5.0, "max_restarts": 0},
         "streams": [{"name": f"cam{i}", "url": url, "video": False} for i, url in enumerate(urls)],
     }  # fmt: skip
 
@@ -69,7 +75,7 @@ def _run(mode: str, urls: list[str], replicas: int, seconds: float, work: Path) 
         health.append((time.monotonic(), stats))
 
     # Long enough for the start-up plus the measured seconds: the start-up is cut out below.
-    config = parse_config(_doc(out, urls, replicas, seconds + (40.0 if mode == "ray" else 15.0)))
+    config = parse_config(_doc(out, urls, replicas, seconds + (25.0 if mode == "ray" else 10.0)))
     if mode == "ray":
         from streamseg.monitor.cluster import RayMonitor
 

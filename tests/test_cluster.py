@@ -282,3 +282,18 @@ def test_a_killed_replica_drops_only_its_frame_and_the_other_keeps_serving(
     assert len(set(frames)) == len(frames) and set(frames) <= set(range(30))
     assert len(frames) + final.lost == 30 and final.frames == len(frames), final.line()
     assert final.restarts == 0 and final.state == "stopped"
+
+
+def test_asking_for_more_cpus_than_the_cluster_has_is_said(ray_cluster: str, tmp_path: Path) -> None:
+    from streamseg.sinks import EventLog
+
+    cfg = parse_config(_doc(tmp_path, [{"name": "a", "url": "rtsp://127.0.0.1:9/x"}], replicas=3, replica_cpus=1.0))
+    events = EventLog(tmp_path / "events.jsonl")
+    message = RayMonitor(cfg, address=ray_cluster)._check_resources(cfg, events)
+    events.close()
+    assert message is not None and "asks for 3.25 CPU (the cluster has 2)" in message
+    assert [e["error"] for e in _lines(tmp_path / "events.jsonl")] == [message]
+    fits = parse_config(_doc(tmp_path, [{"name": "a", "url": "rtsp://127.0.0.1:9/x"}]))
+    events = EventLog(tmp_path / "events2.jsonl")
+    assert RayMonitor(fits, address=ray_cluster)._check_resources(fits, events) is None
+    events.close()

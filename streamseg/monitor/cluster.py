@@ -45,6 +45,7 @@ Faults (Ray restarts an actor up to ``max_restarts`` times):
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -65,6 +66,7 @@ __all__ = ["ID_BLOCK", "RayMonitor", "ReplicaLost", "ReplicaPool", "StreamActor"
 ID_BLOCK = 1000
 
 ray = import_ray()
+log = logging.getLogger("streamseg.monitor")
 
 
 # -- the ledger ---------------------------------------------------------------------------
@@ -263,6 +265,7 @@ class RayMonitor:
         self.actors: dict[str, Any] = {}
         self.replicas: list[Any] = []
         self._last: dict[str, StreamStats] = {}
+        self.resource_warning: str | None = None
 
     def stop(self) -> None:
         """Ask the run to stop (safe from a signal handler or another thread)."""
@@ -315,7 +318,23 @@ class RayMonitor:
             if started:
                 ray.shutdown()
 
+    def _check_resources(self, cfg: MonitorConfig, events: EventLog) -> str | None:
+        """A warning when the actors ask for more CPUs or GPUs than the cluster has now (they would wait)."""
+        cluster = cfg.cluster
+        want = {"CPU": cluster.replicas * cluster.replica_cpus + len(cfg.streams) * cluster.stream_cpus,
+                "GPU": cluster.replicas * cluster.replica_gpus}  # fmt: skip
+        have = ray.cluster_resources()
+        short = [f"{want[k]:g} {k} (the cluster has {have.get(k, 0.0):g})" for k in want if want[k] > have.get(k, 0.0)]
+        if not short:
+            return None
+        message = (f"the [cluster] table asks for {' and '.join(short)}: actors that do not fit wait for "
+                   f"resources (an autoscaling cluster adds nodes); lower replica_cpus, replica_gpus or stream_cpus")  # fmt: skip
+        log.warning("%s", message)
+        events.write({"type": "error", "stream": "*", "error": message})
+        return message
+
     def _run(self, cfg: MonitorConfig, cluster: Any, events: EventLog) -> list[StreamStats]:
+        self.resource_warning = self._check_resources(cfg, events)
         ledger = ray.remote(StreamLedger).options(num_cpus=0).remote()
         replica_cls = ray.remote(ModelReplica)
         self.replicas = [
@@ -381,14 +400,20 @@ class RayMonitor:
         return any_running
 
     def _finish(self) -> list[StreamStats]:
+        """Stop every stream actor (at most 60 s in all: one still waiting for resources never
+        started) and report their final stats."""
         refs = {name: actor.stop.remote() for name, actor in self.actors.items()}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=60.0)
+        done = {ref.hex() for ref in ready}
         final = []
         for name, ref in refs.items():
             try:
-                stats = ray.get(ref, timeout=120)
+                if ref.hex() not in done:
+                    raise ray.exceptions.GetTimeoutError("no answer in 60 s")
+                stats = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
                 stats = self._last.get(name) or StreamStats(name, "failed", 0.0, 0.0, 0.0, 0, 0, 0)
-                stats.state, stats.error = "failed", f"stream actor did not stop cleanly ({type(exc).__name__})"
+                stats.state, stats.error = "failed", f"stream actor did not stop cleanly ({type(exc).__name__}: {exc})"
             final.append(stats)
             self.on_health(stats)
         return final
