@@ -247,3 +247,14 @@ def _toml(doc: dict) -> str:
                 lines.append(f"[[{key}]]")
                 lines += [f"{k} = {scalar(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"
+
+
+def test_ray_flag_and_a_clear_error_without_ray(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    assert parser.parse_args(["monitor", "m.toml"]).ray is None  # local mode
+    assert parser.parse_args(["monitor", "m.toml", "--ray"]).ray == ""  # a local Ray instance
+    assert parser.parse_args(["monitor", "m.toml", "--ray", "10.0.0.1:6379"]).ray == "10.0.0.1:6379"
+    code = "import sys; sys.modules['ray'] = None\nimport streamseg.monitor.cluster"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0 and "streamseg monitor --ray needs Ray: pip install 'streamseg[ray]'" in out.stderr
