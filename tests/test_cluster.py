@@ -219,7 +219,12 @@ def test_a_killed_stream_actor_resumes_with_its_ids_and_counts_the_outage(
     monitor = RayMonitor(parse_config(_doc(out, [{"name": "cam", "url": a.url, "mot": True}])), address=ray_cluster,
                          on_health=health.append)  # fmt: skip
     run = _Run(monitor)
-    _wait(lambda: len(_lines(jsonl)) >= 15, 180, "15 frames before the kill")
+    def written_s() -> float:  # stream time the first life has written
+        lines = _lines(jsonl)
+        return lines[-1]["pts"] - lines[0]["pts"] if len(lines) >= 15 else 0.0
+
+    # Killed after 2.5 s of stream time at least: the segment it cuts then has a whole 1 s fragment.
+    _wait(lambda: written_s() >= 2.5, 180, "15 frames and 2.5 s of stream before the kill")
     pid = _pid(monitor.actor_name("cam"))
     os.kill(pid, signal.SIGKILL)
     before = len(_lines(jsonl))

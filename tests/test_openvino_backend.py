@@ -113,7 +113,12 @@ def test_int8_needs_a_calibration_source_that_yields_frames(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_int8_and_bf16_keep_the_demo_models_ap(calib_clips: tuple[Path, Path], tmp_path: Path) -> None:
-    """Accuracy, not parity: on 24 held-out demo-world frames, bf16 within 0.01 AP of fp32, INT8 within 0.02."""
+    """Accuracy, not parity: on 96 held-out demo-world frames, bf16 within 0.01 AP of fp32, INT8 within 0.02.
+
+    96 frames, not fewer: on 24, keypoint AP moved by up to 0.02 between two runs of this same
+    test, bf16 and INT8 alike (a few persons' OKS decide it), which is the bar itself; on 96 the
+    drops were 0.004 (bbox), 0.002 (segm) and 0.004 (keypoints).
+    """
     pytest.importorskip("nncf", reason="NNCF is not installed (pip install 'streamseg[openvino]')")
     import importlib.util
 
@@ -127,7 +132,7 @@ def test_int8_and_bf16_keep_the_demo_models_ap(calib_clips: tuple[Path, Path], t
 
     from streamseg.datasets.demo_export import run_demo
 
-    clip = run_demo(tmp_path / "heldout", num_frames=24)
+    clip = run_demo(tmp_path / "heldout", num_frames=96)
     base = {"name": "demo", "backend": "openvino", "score_floor": 0.05}
     fp32 = score(ModelConfig(**base), clip, tmp_path / "fp32.jsonl")
     bf16 = score(ModelConfig(**base, precision="bf16"), clip, tmp_path / "bf16.jsonl")
