@@ -25,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,8 @@ from streamseg.backends import create_backend
 from streamseg.config import ModelConfig, StreamSettings, validated
 from streamseg.core import Pipeline, StreamProcessor
 from streamseg.queues import BoundedQueue, QueueClosed
-from streamseg.sources import ImageFolderSource, Source, open_source
+from streamseg.sources import Source, open_source
+from streamseg.sources.file import read_image
 from streamseg.tracking import TrackerConfig
 from streamseg.types import FrameResult, Instances
 
@@ -182,7 +182,7 @@ class Predictor:
             BackendError: the backend failed on the image.
         """
         if isinstance(image, (str, os.PathLike)):
-            image = ImageFolderSource._load(Path(image))  # the image folders' reader: cv2, BGR -> RGB
+            image = read_image(image)  # the image folders' reader: cv2, BGR -> RGB
         instances, _ = self.backend.infer(_check_image(image))
         return self._threshold.visible(instances)
 

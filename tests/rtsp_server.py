@@ -165,6 +165,20 @@ class RtspServer:
         self.kill()
 
 
+def two_servers(work: Path):  # noqa: ANN201 - a generator for pytest fixtures
+    """Yield two started :class:`RtspServer` (raw frames under ``work``) and kill both after;
+    skip the test with the reason when the server cannot run here."""
+    import pytest
+
+    reason = server_unavailable()
+    if reason:
+        pytest.skip(reason)
+    a, b = RtspServer(work).start(), RtspServer(work).start()
+    yield a, b
+    a.kill()
+    b.kill()
+
+
 class GarbageServer:
     """A TCP server on 127.0.0.1 that accepts connections and writes random bytes until they close."""
 

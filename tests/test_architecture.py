@@ -15,14 +15,20 @@ UPPER = ("streamseg_app", "streamseg_engines", "streamseg_plugins")
 MAX_LINES = 500
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module name an ``import`` or ``from ... import`` in ``path`` names, at any depth (lazy ones too)."""
+def _imports(path: Path, *, top_level: bool = False) -> set[str]:
+    """Every module name an ``import`` or ``from ... import`` in ``path`` names, at any depth (lazy
+    ones too, and ``import_optional("name", ...)``), or with ``top_level`` only in its top-level
+    statements (not inside functions)."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in tree.body if top_level else ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "import_optional" and node.args
+              and isinstance(node.args[0], ast.Constant)):  # streamseg.optional.import_optional("ray", ...)
+            names.add(node.args[0].value)
     return names
 
 
@@ -68,17 +74,6 @@ def test_no_library_module_is_over_500_lines() -> None:
     assert {k: n for k, n in sizes.items() if n > MAX_LINES} == {}
 
 
-def _top_level_imports(path: Path) -> set[str]:
-    """The module names imported by ``path``'s top-level statements (not inside functions)."""
-    names: set[str] = set()
-    for node in ast.parse(path.read_text(), filename=str(path)).body:
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
-
-
 def test_only_the_ray_monitor_imports_ray_and_only_monitor_ray_imports_it() -> None:
     """Issue 17: without ``--ray`` nothing imports Ray (an optional extra)."""
     ray_modules = {"streamseg/monitor/cluster.py", "streamseg/monitor/replicas.py"}
@@ -90,7 +85,7 @@ def test_only_the_ray_monitor_imports_ray_and_only_monitor_ray_imports_it() -> N
     eager = {
         str(p.relative_to(REPO)) for p in (REPO / "streamseg").rglob("*.py")
         if str(p.relative_to(REPO)) not in ray_modules
-        and _top_level_imports(p) & {"streamseg.monitor.cluster", "streamseg.monitor.replicas"}
+        and _imports(p, top_level=True) & {"streamseg.monitor.cluster", "streamseg.monitor.replicas"}
     }  # fmt: skip
     assert eager == set()
     code = (

@@ -20,7 +20,7 @@ import pytest
 import torch
 import torchvision
 
-from tests.conftest import data_path
+from tests.conftest import coco_photo_folder, data_path
 
 # Small input size keeps the R50-FPN model at well under a second per frame on a 2-core CPU.
 FAST = ["--weights", "random", "--min-size", "320", "--no-progress"]
@@ -424,14 +424,9 @@ def test_demo_scores_the_bundled_model_on_a_held_out_clip(tmp_path: Path) -> Non
 
 
 def coco_photos(tmp_path: Path, count: int) -> tuple[Path, dict]:
-    """A folder of links to ``count`` real COCO val2017 images (mixed sizes) and their ground truth."""
-    gt = json.loads(data_path("coco", "val2017-80", "instances_val2017.json").read_text())
-    images = sorted(data_path("coco", "val2017-80", "images").glob("*.jpg"))[:count]
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for image in images:
-        (folder / image.name).symlink_to(image)
-    return folder, gt
+    """:func:`tests.conftest.coco_photo_folder` and the images' COCO ground truth."""
+    folder, _ = coco_photo_folder(tmp_path, count)
+    return folder, json.loads(data_path("coco", "val2017-80", "instances_val2017.json").read_text())
 
 
 def test_run_on_real_coco_photos_with_the_ground_truth_as_detections_scores_ap_one(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.rtsp_server import RtspServer, free_port, server_unavailable
+from tests.rtsp_server import RtspServer, free_port, two_servers
 
 # Token authentication on the head and in this driver alike (the token in ~/.ray/auth_token),
 # as the README asks of every node: Ray 2.60's `ray start --head` turns it on by default but a
@@ -95,14 +95,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory):
-    reason = server_unavailable()
-    if reason:
-        pytest.skip(reason)
-    work = tmp_path_factory.getbasetemp() / "rtsp-cluster"
-    a, b = RtspServer(work).start(), RtspServer(work).start()
-    yield a, b
-    a.kill()
-    b.kill()
+    yield from two_servers(tmp_path_factory.getbasetemp() / "rtsp-cluster")
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import pytest
 
 from streamseg.errors import ConfigError
 from streamseg.monitor import Monitor, StreamStats, add_parser, load_config, parse_config
-from tests.rtsp_server import GarbageServer, RtspServer, server_unavailable
+from tests.rtsp_server import GarbageServer, RtspServer, two_servers
 
 SECRET = "hunter22pw"
 REPO = Path(__file__).resolve().parents[1]
@@ -97,14 +97,7 @@ def test_load_config_file(tmp_path: Path) -> None:
 
 @pytest.fixture
 def servers(tmp_path_factory: pytest.TempPathFactory):
-    reason = server_unavailable()
-    if reason:
-        pytest.skip(reason)
-    work = tmp_path_factory.getbasetemp() / "rtsp"
-    a, b = RtspServer(work).start(), RtspServer(work).start()
-    yield a, b
-    a.kill()
-    b.kill()
+    yield from two_servers(tmp_path_factory.getbasetemp() / "rtsp")
 
 
 def monitor_doc(out: Path, a: RtspServer, b: RtspServer, garbage: GarbageServer, duration_s: float) -> dict:

@@ -20,7 +20,7 @@ from streamseg.sources import (
     open_source,
     redact_url,
 )
-from tests.conftest import data_path
+from tests.conftest import coco_photo_folder, data_path
 
 # What PyAV 18 (FFmpeg 8) yields for each clip, checked by full decodes:
 # name, width, height, fps, frames, decoder.
@@ -301,19 +301,9 @@ def test_image_folder_errors(tmp_path: Path) -> None:
     assert error is not None and "000003.jpg" in str(error) and str(error).startswith("cannot read image")
 
 
-def coco_folder(tmp_path: Path, count: int) -> tuple[Path, list[Path]]:
-    """A folder of links to the first ``count`` real COCO val2017 images (of mixed sizes)."""
-    images = sorted(data_path("coco", "val2017-80", "images").glob("*.jpg"))[:count]
-    folder = tmp_path / "val2017"
-    folder.mkdir()
-    for image in images:
-        (folder / image.name).symlink_to(image)
-    return folder, images
-
-
 def test_image_folder_of_real_photos_of_different_sizes(tmp_path: Path) -> None:
     """Each frame has its own image's size and file name (a folder of photos, e.g. COCO val2017)."""
-    folder, images = coco_folder(tmp_path, 6)
+    folder, images = coco_photo_folder(tmp_path, 6)
     with ImageFolderSource(folder) as source:
         items, error = read_all(source)
     assert error is None and len(items) == 6

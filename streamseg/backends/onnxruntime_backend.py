@@ -23,19 +23,16 @@ from streamseg.backends.exported import ExportedGraphBackend, usable_cores
 from streamseg.backends.graph_backend import OUTPUT_ROWS, valid_rows
 from streamseg.errors import BackendError, ConfigError
 from streamseg.models.registry import DEFAULT_MODEL
+from streamseg.optional import import_optional
 
 __all__ = ["OnnxRuntimeBackend", "session_options", "available_providers", "run_bound"]
 
 
 def _import_ort() -> Any:
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise BackendError(
-            "the onnxruntime backend needs ONNX Runtime: pip install 'streamseg[onnx]' "
-            "(onnxruntime, or onnxruntime-gpu for CUDA)"
-        ) from exc
-    return onnxruntime
+    return import_optional("onnxruntime", BackendError(
+        "the onnxruntime backend needs ONNX Runtime: pip install 'streamseg[onnx]' "
+        "(onnxruntime, or onnxruntime-gpu for CUDA)"
+    ))  # fmt: skip
 
 
 def available_providers() -> list[str]:

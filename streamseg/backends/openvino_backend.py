@@ -34,6 +34,7 @@ from streamseg.backends.graph_backend import OUTPUT_ROWS
 from streamseg.calibration import DEFAULT_CALIB_FRAMES, calibration_source_digest, sample_frames
 from streamseg.errors import BackendError, ConfigError
 from streamseg.models.registry import DEFAULT_MODEL
+from streamseg.optional import import_optional
 
 __all__ = ["FLOAT_HEADS", "OpenVINOBackend", "PRECISIONS", "import_openvino"]
 
@@ -54,11 +55,7 @@ def import_openvino() -> Any:
     Raises:
         BackendError: OpenVINO is not installed (with the command that installs it).
     """
-    try:
-        import openvino
-    except ImportError as exc:
-        raise BackendError("the openvino backend needs OpenVINO: pip install 'streamseg[openvino]'") from exc
-    return openvino
+    return import_optional("openvino", BackendError("the openvino backend needs OpenVINO: pip install 'streamseg[openvino]'"))
 
 
 class OpenVINOBackend(ExportedGraphBackend):

@@ -24,6 +24,7 @@ import numpy as np
 
 from streamseg.config import ModelConfig
 from streamseg.errors import BackendError, ConfigError, StreamsegError
+from streamseg.optional import import_optional
 from streamseg.types import Instances
 
 __all__ = ["REPLICA_BACKOFF_S", "ModelReplica", "ReplicaLost", "ReplicaPool", "import_ray"]
@@ -38,11 +39,7 @@ def import_ray() -> Any:
     Raises:
         ConfigError: Ray is not installed (with the command that installs it).
     """
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigError("streamseg monitor --ray needs Ray: pip install 'streamseg[ray]'") from exc
-    return ray
+    return import_optional("ray", ConfigError("streamseg monitor --ray needs Ray: pip install 'streamseg[ray]'"))
 
 
 ray = import_ray()

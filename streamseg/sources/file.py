@@ -22,7 +22,7 @@ from streamseg.errors import SourceError
 from streamseg.sources.base import Source, SourceInfo
 from streamseg.types import Frame
 
-__all__ = ["VideoFileSource", "ImageFolderSource", "IMAGE_EXTENSIONS", "DEFAULT_FPS"]
+__all__ = ["VideoFileSource", "ImageFolderSource", "IMAGE_EXTENSIONS", "DEFAULT_FPS", "read_image"]
 
 #: File name extensions :class:`ImageFolderSource` reads (case-insensitive).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -280,7 +280,7 @@ class ImageFolderSource(Source):
         if not files:
             raise SourceError(f"{self.uri}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
         self._files = files
-        self._first = self._load(files[0])
+        self._first = read_image(files[0])
         h, w = self._first.shape[:2]
         return SourceInfo(
             uri=self.uri,
@@ -308,21 +308,11 @@ class ImageFolderSource(Source):
                 return fps
         return Fraction(DEFAULT_FPS)
 
-    @staticmethod
-    def _load(file: Path) -> np.ndarray:
-        """Read one image as (H, W, 3) uint8 RGB. Raises SourceError if unreadable."""
-        bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise SourceError(f"cannot read image {file} (missing, corrupt or not an image)")
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        rgb.flags.writeable = False
-        return rgb
-
     def _frames(self) -> Iterator[Frame]:
         info = self.info
         assert info is not None and info.fps
         for index, file in enumerate(self._files):
-            image = self._first if index == 0 else self._load(file)
+            image = self._first if index == 0 else read_image(file)
             assert image is not None
             self._first = None
             yield Frame(
@@ -333,6 +323,22 @@ class ImageFolderSource(Source):
                 image=image,
                 file_name=file.name,
             )
+
+
+def read_image(file: str | Path) -> np.ndarray:
+    """Read one image file (JPEG, PNG, ... as OpenCV reads them) as (H, W, 3) uint8 RGB, read-only.
+
+    The image folders' reader, and :class:`~streamseg.Predictor`'s for a path.
+
+    Raises:
+        SourceError: the file is missing, corrupt or not an image.
+    """
+    bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SourceError(f"cannot read image {file} (missing, corrupt or not an image)")
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    rgb.flags.writeable = False
+    return rgb
 
 
 def _list_images(folder: Path) -> list[Path]:
