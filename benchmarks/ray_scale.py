@@ -99,7 +99,7 @@ def _run(mode: str, urls: list[str], replicas: int, seconds: float, work: Path) 
         by_time[key] = by_time.get(key, 0.0) + s.fps
     fps = statistics.median(by_time.values()) if by_time else 0.0
     ages = [s.age_p95_ms for _, s in rows if s.age_p95_ms == s.age_p95_ms]
-    overhead, instances_bytes = [], []
+    overhead: list[float] = []
     for name in names:
         path = out / name / f"{name}.jsonl"
         for line in path.read_text().splitlines() if path.exists() else []:
@@ -108,7 +108,7 @@ def _run(mode: str, urls: list[str], replicas: int, seconds: float, work: Path) 
                 own = sum(t.get(k, 0.0) for k in ("preprocess", "model", "postprocess")) + t.get("replica_wait", 0.0)
                 overhead.append(t["replica_rtt"] - own)
     return {"fps": fps, "age_p95_ms": statistics.median(ages) if ages else float("nan"),
-            "ray_ms": statistics.median(overhead) if overhead else None, "instances_bytes": instances_bytes}  # fmt: skip
+            "ray_ms": statistics.median(overhead) if overhead else None}  # fmt: skip
 
 
 def _bytes_per_frame() -> tuple[int, int, int]:

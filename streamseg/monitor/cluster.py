@@ -206,7 +206,7 @@ class StreamActor:
             lost = 0
         self._lost_outage = int(ray.get(self.ledger.add_lost.remote(self.name, lost)))
         outage_s = None if last_wall is None else round(now - float(last_wall), 3)
-        self.monitor._event(self.name, "restart", restarts=self.restarts, lost_frames=lost, outage_s=outage_s,
+        self.monitor.event(self.name, "restart", restarts=self.restarts, lost_frames=lost, outage_s=outage_s,
                             resumed_at_frame=int(index), detail=f"stream actor restarted (pid {os.getpid()})")  # fmt: skip
 
     def _with_counts(self, stats: StreamStats) -> StreamStats:
@@ -216,8 +216,7 @@ class StreamActor:
 
     def stats(self) -> tuple[StreamStats, bool]:
         """``(stats since the previous call, still running)``."""
-        runner = self.monitor.runner
-        return self._with_counts(self.monitor.stats()[0]), bool(runner is not None and runner.running)
+        return self._with_counts(self.monitor.stats()[0]), self.running()
 
     def running(self) -> bool:
         """Whether the stream still runs (its output thread is alive)."""
@@ -227,10 +226,6 @@ class StreamActor:
     def stop(self) -> StreamStats:
         """Stop the stream, close its outputs; its final stats (totals)."""
         return self._with_counts(self.monitor.finish()[0])
-
-    def pid(self) -> int:
-        """The actor's process id."""
-        return os.getpid()
 
 
 # -- the driver ---------------------------------------------------------------------------

@@ -149,20 +149,21 @@ class Monitor:
         self._stop.set()
 
     # -- streams ---------------------------------------------------------------------------
-    def _event(self, stream: str, kind: str, **fields: Any) -> None:
+    def event(self, stream: str, kind: str, **fields: Any) -> None:
+        """Write one event (``{"time", "type": kind, "stream": stream, **fields}``) to the events log."""
         self.events.write({"type": kind, "stream": stream, **fields})
 
     def _on_state(self, health: _Health) -> Callable[[StateEvent], None]:
         def on_state(event: StateEvent) -> None:
             health.state = event.state
-            self._event(health.cfg.name, "state", state=event.state, detail=_safe(event.detail, health.cfg))
+            self.event(health.cfg.name, "state", state=event.state, detail=_safe(event.detail, health.cfg))
 
         return on_state
 
     def _stream(self, cfg: StreamConfig) -> Stream:
         """Build one stream (source, outputs, processor); a bad source makes a failed stream."""
         health = self._health[cfg.name] = _Health(cfg)
-        self._event(cfg.name, "state", state="connecting", detail=cfg.safe_url)
+        self.event(cfg.name, "state", state="connecting", detail=cfg.safe_url)
         categories = list(self.backend.categories)
         folder = self.config.output_dir / cfg.name
         source = None
@@ -205,7 +206,7 @@ class Monitor:
         health.state = "failed"
         health.error = _safe(str(error), health.cfg)
         log.error("stream %s failed: %s", health.cfg.name, health.error)
-        self._event(health.cfg.name, "error", error=health.error)
+        self.event(health.cfg.name, "error", error=health.error)
 
     def _stats(self, stream: Stream) -> StreamStats:
         health = self._health[stream.name]
