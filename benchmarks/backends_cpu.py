@@ -29,6 +29,12 @@ every backend on the first frame are compared with torchvision's (same labels,
 boxes within 0.05 px, scores within 1e-3), so the speed is at equal outputs; bf16 is
 bf16 and INT8 are reported but not held to it (with random weights near-tied scores
 reorder: reduced precision is judged by AP on a trained model, benchmarks/accuracy_cpu.py).
+
+The last row of each size, ``fp32 floor``, is the fastest any direct fp32 implementation
+could be on this CPU: the graph's multiply-add count (torch's ``FlopCounterMode`` over the
+torch backend's ``infer`` on the first frame, 2 FLOP per multiply-add) divided by the
+fp32 matrix-multiply rate measured in the same run (``torch.mm`` of two 4096 x 4096
+matrices on torch's threads, best of 3), with no time at all for anything else.
 """
 
 from __future__ import annotations
@@ -70,6 +76,29 @@ def _same(a, b) -> str:
     if box > 0.05 or score > 1e-3:
         return f"boxes differ by {box:.3g} px, scores by {score:.3g}"
     return f"equal (boxes within {box:.2g} px, scores within {score:.2g})"
+
+
+def _graph_gflop(backend, frame: np.ndarray) -> float:
+    """Multiply-add count of one ``backend.infer(frame)`` (a torch backend), GFLOP."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        backend.infer(frame)
+    return counter.get_total_flops() / 1e9
+
+
+def _sgemm_gflops(n: int = 4096) -> float:
+    """fp32 matrix-multiply rate of this CPU on torch's threads, GFLOP/s (best of 3)."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
 
 
 class TorchvisionEager:
@@ -156,6 +185,10 @@ def main() -> int:
         for name, samples in times.items():
             med = statistics.median(samples)
             rows.append((min_size, name, med, base / med))
+        gflop, peak = _graph_gflop(torch_backend, frames[0]), _sgemm_gflops()
+        floor = gflop / peak * 1e3
+        print(f"  {min_size} px: {gflop:.0f} GFLOP per frame; fp32 matrix multiply {peak:.0f} GFLOP/s")
+        rows.append((min_size, "fp32 floor", floor, base / floor))
 
     print("\n| min size | backend | ms per frame (median) | speed-up vs torchvision eager |")
     print("|---|---|---|---|")
