@@ -26,7 +26,8 @@ from typing import Any
 from streamseg.calibration import calibration_source_digest
 from streamseg.errors import BackendError, ConfigError, EngineError
 from streamseg.models.graph import IMAGE_MEAN, IMAGE_STD
-from streamseg_engines.cache import EngineCache, EngineKey, EngineRecord, file_sha256, format_size
+from streamseg.models.weights import file_sha256
+from streamseg_engines.cache import EngineCache, EngineKey, EngineRecord, format_size
 from streamseg_engines.precision import PrecisionPlan, plan_precision
 
 __all__ = [

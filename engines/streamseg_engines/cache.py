@@ -39,7 +39,6 @@ __all__ = [
     "PRECISIONS",
     "RECIPE_VERSION",
     "default_cache_dir",
-    "file_sha256",
     "format_size",
     "parse_size",
 ]
@@ -73,22 +72,6 @@ def parse_size(text: str) -> tuple[int, int]:
 def format_size(size: tuple[int, int]) -> str:
     """``(800, 1344)`` -> ``"800x1344"``."""
     return f"{int(size[0])}x{int(size[1])}"
-
-
-def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, 64 hex digits.
-
-    Raises:
-        EngineError: the file cannot be read.
-    """
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(chunk), b""):
-                digest.update(block)
-    except OSError as exc:
-        raise EngineError(f"cannot read {path} to hash it: {exc}") from exc
-    return digest.hexdigest()
 
 
 def default_cache_dir() -> Path:
