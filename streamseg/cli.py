@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -461,6 +462,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("streamseg: interrupted; the outputs written so far are closed and valid", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`streamseg models | head`): stop quietly, as a shell
+        # tool killed by SIGPIPE would. Point stdout at /dev/null so that the interpreter's
+        # flush at exit does not fail again (Python's docs, signal module, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -498,3 +498,20 @@ def test_run_on_real_coco_photos_writes_letterboxed_mp4_jsonl_and_coco_results(t
     assert len(coco.loadRes(str(coco_json)).getAnnIds()) == len(results)
     proc = streamseg("eval", str(coco_json), str(data_path("coco", "val2017-80", "instances_val2017.json")))
     assert proc.returncode == 0 and "IoU metric: segm" in proc.stdout, proc.stderr
+
+
+def test_a_closed_stdout_pipe_stops_quietly() -> None:
+    """`streamseg models | head`: the reader has gone before the table is written; the command stops
+    with SIGPIPE's exit status and no traceback (the pipe's read end is closed before it starts)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "streamseg.cli", "models"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+            env={**os.environ, "STREAMSEG_OFFLINE": "1"},
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 128 + signal.SIGPIPE, proc.stderr
