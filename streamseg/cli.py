@@ -195,11 +195,10 @@ def _run(
     from streamseg.backends import create_backend
     from streamseg.core import Pipeline, StreamProcessor, describe
     from streamseg.sinks import file_outputs
-    from streamseg.sources import LiveSource, VideoFileSource, open_source
+    from streamseg.sources import VideoFileSource, is_live, open_source
 
-    source = open_source(source_uri, max_frames=max_frames)
-    if live and isinstance(source, LiveSource):
-        source = open_source(source_uri, max_frames=max_frames, **live)
+    live_options = (live or {}) if is_live(source_uri) else {}
+    source = open_source(source_uri, max_frames=max_frames, **live_options)
     info = source.open()  # fail on a bad source before loading a model
     try:
         _check_outputs(outputs)

@@ -326,3 +326,19 @@ def test_unsupported_urls_are_refused_without_credentials() -> None:
     assert "s3cret" not in str(info.value) and "admin" not in str(info.value)
     assert redact_url("http://user@host/x") == "http://host/x"
     assert redact_url("/videos/a@b.mp4") == "/videos/a@b.mp4"
+
+
+def test_is_live_agrees_with_the_source_open_source_picks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`is_live` (which front-ends ask before passing live options) says live exactly for the URIs
+    `open_source` gives a LiveSource for, including a bare number that names an existing file."""
+    from streamseg.sources import LiveSource, is_live, open_source
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"")
+    (tmp_path / "3").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    uris = ["rtsp://127.0.0.1:8554/cam", "RTSPS://host/x", "http://host/live.m3u8", "https://h/a.ts",
+            "cam:0", "camera:2", "/dev/video1", "5", "3", str(video), str(tmp_path), f"file://{video}"]
+    for uri in uris:
+        assert is_live(uri) == isinstance(open_source(uri), LiveSource), uri
+    assert [is_live(u) for u in uris] == [True] * 8 + [False] * 4

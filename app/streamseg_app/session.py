@@ -33,7 +33,7 @@ from streamseg.backends.base import Backend
 from streamseg.errors import StreamsegError
 from streamseg.core import Pipeline
 from streamseg.render import RenderOptions
-from streamseg.sources import LiveSource, Source, StateEvent, VideoFileSource, open_source
+from streamseg.sources import Source, StateEvent, VideoFileSource, is_live, open_source
 from streamseg.tracking import ByteTracker, TrackerConfig
 from streamseg_app.config import ModelConfig
 from streamseg_app.output import RecordingEvent, ViewFrame, ViewOutput
@@ -97,14 +97,14 @@ def make_source(
     Raises:
         SourceError: the path does not exist or the URL is malformed or unsupported.
     """
-    probe = open_source(uri)
-    if isinstance(probe, LiveSource):
+    if is_live(uri):
         return open_source(
             uri, open_timeout_s=open_timeout_s, read_timeout_s=read_timeout_s, on_state=on_state
         )
-    if isinstance(probe, VideoFileSource):
-        return SeekableVideoSource(probe.path, start_frame=start_frame)
-    return probe
+    source = open_source(uri)
+    if isinstance(source, VideoFileSource):
+        return SeekableVideoSource(source.path, start_frame=start_frame)
+    return source
 
 
 class BackendCache:

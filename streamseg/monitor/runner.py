@@ -34,9 +34,9 @@ from streamseg.errors import ConfigError, SinkError, StreamsegError
 from streamseg.monitor.config import MonitorConfig, StreamConfig
 from streamseg.monitor.rules import RulesOutput
 from streamseg.sinks import EventLog, JsonlOutput, MotOutput, Output, SegmentedVideoOutput
-from streamseg.sources import open_source
+from streamseg.sources import is_live, open_source
 from streamseg.sources.base import scrub_credentials
-from streamseg.sources.live import Backoff, LiveSource, StateEvent
+from streamseg.sources.live import Backoff, StateEvent
 
 __all__ = ["Monitor", "StreamStats"]
 
@@ -169,8 +169,7 @@ class Monitor:
         source = None
         outputs: list[Output] = []
         try:
-            probe = open_source(cfg.url)
-            if isinstance(probe, LiveSource):
+            if is_live(cfg.url):
                 source = open_source(
                     cfg.url,
                     queue_size=cfg.queue_size,
@@ -183,7 +182,7 @@ class Monitor:
                     **({"transport": cfg.transport} if cfg.safe_url.lower().startswith("rtsp") else {}),
                 )
             else:
-                source, health.state = probe, "streaming"
+                source, health.state = open_source(cfg.url), "streaming"
             folder.mkdir(parents=True, exist_ok=True)
             if cfg.video:
                 outputs.append(SegmentedVideoOutput(folder, cfg.name, segment_s=cfg.segment_s))

@@ -28,12 +28,28 @@ __all__ = [
     "CameraSource",
     "Backoff",
     "StateEvent",
+    "is_live",
     "open_source",
     "redact_url",
 ]
 
 _URL_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*)://")
 _CAMERA = re.compile(r"^(?:cam(?:era)?:)?(\d+)$|^(/dev/video\d+)$")
+
+
+def _camera(uri: str) -> re.Match[str] | None:
+    """The camera match of ``uri`` (``/dev/videoN``, ``cam:N``, or a bare N that names no file)."""
+    cam = _CAMERA.match(uri.strip())
+    return cam if cam and (cam.group(2) or not Path(uri).exists()) else None
+
+
+def is_live(uri: str) -> bool:
+    """Whether :func:`open_source` gives a live source for ``uri`` (RTSP, HTTP, a camera).
+
+    Live sources take the ``live_options`` of :func:`open_source`; files and folders refuse them.
+    """
+    m = _URL_SCHEME.match(str(uri))
+    return (m is not None and m.group(1).lower() in ("rtsp", "rtsps", "http", "https")) or _camera(str(uri)) is not None
 
 
 def open_source(
@@ -83,8 +99,8 @@ def open_source(
         return RtspSource(uri, max_frames=max_frames, **live_kwargs)  # type: ignore[arg-type]
     if scheme in ("http", "https"):
         return HttpSource(uri, max_frames=max_frames, **live_kwargs)  # type: ignore[arg-type]
-    cam = _CAMERA.match(uri.strip())
-    if cam and (cam.group(2) or not Path(uri).exists()):
+    cam = _camera(uri)
+    if cam:
         return CameraSource(cam.group(2) or int(cam.group(1)), max_frames=max_frames, **live_kwargs)  # type: ignore[arg-type]
     if uri.startswith("file://"):
         uri = uri[len("file://") :]
