@@ -110,8 +110,7 @@ def pipeline_run(video: Path, frames: int, tmp: Path, instances: int, *, threads
         fps=source.info.fps,
     )
     settings = StreamSettings(track=True, trails=True)
-    processor = StreamProcessor.from_settings(settings, model, categories=backend.categories, outputs=outputs,
-                                              fps=source.info.fps)  # fmt: skip
+    processor = StreamProcessor.from_settings(settings, model, categories=backend.categories, outputs=outputs)
     processor.output_threads = threads
     return Pipeline(source, backend, processor=processor).run()
 

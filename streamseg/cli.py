@@ -221,7 +221,6 @@ def _run(
             fps=info.fps,
             audio_from=source.path if isinstance(source, VideoFileSource) else None,
         ),
-        fps=float(info.fps) if info.fps else None,
         random_weights=backend.random_weights,
     )
     pipeline = Pipeline(source, backend, processor=processor, progress=progress)

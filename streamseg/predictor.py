@@ -239,7 +239,7 @@ class Predictor:
 
     def _results(self, uri: str, source: Source, settings: StreamSettings) -> Iterator[FrameResult]:
         """The generator of :meth:`stream`: one :class:`~streamseg.core.Pipeline`, its results queue read here."""
-        info = source.open()
+        source.open()
         try:
             if self.config.name == "demo":
                 from streamseg.datasets.demo_export import demo_model_warning
@@ -253,7 +253,6 @@ class Predictor:
                 self.config,
                 categories=self.categories,
                 outputs=[results],
-                fps=float(info.fps) if info.fps else None,
                 random_weights=self.backend.random_weights,
                 live=live,
             )

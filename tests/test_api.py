@@ -149,9 +149,9 @@ def test_stream_gives_what_the_core_gives(predictor, clip: Path) -> None:
 
     config = ModelConfig(name="demo", device="cpu")
     source = open_source(str(clip), max_frames=frames)
-    info = source.open()
+    source.open()
     processor = StreamProcessor.from_settings(
-        StreamSettings(), config, categories=predictor.categories, outputs=[Collect()], fps=float(info.fps)
+        StreamSettings(), config, categories=predictor.categories, outputs=[Collect()]
     )
     Pipeline(source, predictor.backend, processor=processor).run()
     assert len(collected) == frames

@@ -12,7 +12,7 @@ import pytest
 
 from streamseg.backends.torch_backend import TorchBackend
 from streamseg.errors import SinkError
-from streamseg.core import Pipeline, describe
+from streamseg.core import Pipeline, StreamProcessor, describe
 from streamseg.sinks import JsonlOutput, VideoOutput
 from streamseg.sources import open_source
 from tests.conftest import data_path
@@ -101,10 +101,13 @@ def test_tracking_with_detect_every_predicts_skipped_frames(tmp_path: Path, back
         source,
         backend,
         [VideoOutput(tmp_path / "r.mp4", fps=source.info.fps), JsonlOutput(jsonl, categories=backend.categories), MotOutput(mot)],
-        # Random-weight scores peak near 0.5: lower the thresholds so that tracks start.
-        tracker=ByteTracker(high_thresh=0.4, new_track_thresh=0.45, low_thresh=0.1),
-        detect_every=k,
-        trails=True,
+        processor=StreamProcessor(
+            categories=backend.categories,
+            # Random-weight scores peak near 0.5: lower the thresholds so that tracks start.
+            tracker=ByteTracker(high_thresh=0.4, new_track_thresh=0.45, low_thresh=0.1),
+            detect_every=k,
+            trails=True,
+        ),
     )
     summary = pipeline.run()
     assert summary.frames_out == n
@@ -122,6 +125,5 @@ def test_tracking_with_detect_every_predicts_skipped_frames(tmp_path: Path, back
 
 
 def test_detect_every_needs_a_tracker(backend: TorchBackend) -> None:
-    source = open_source(str(data_path("videos", "bikes.mp4")), max_frames=2)
     with pytest.raises(ValueError, match="tracker"):
-        Pipeline(source, backend, detect_every=2)
+        StreamProcessor(categories=backend.categories, detect_every=2)

@@ -31,10 +31,10 @@ from pathlib import Path
 from streamseg.backends import create_backend
 from streamseg.backends.base import Backend
 from streamseg.errors import StreamsegError
-from streamseg.core import Pipeline
+from streamseg.core import Pipeline, StreamProcessor
 from streamseg.render import RenderOptions
 from streamseg.sources import Source, StateEvent, VideoFileSource, is_live, open_source
-from streamseg.tracking import ByteTracker, TrackerConfig
+from streamseg.tracking import ByteTracker
 from streamseg_app.config import ModelConfig
 from streamseg_app.output import RecordingEvent, ViewFrame, ViewOutput
 from streamseg_app.seekable import SeekableVideoSource
@@ -441,16 +441,14 @@ class Session:
             dropped=lambda: pipeline_box[0].summary.dropped if pipeline_box else 0,
             on_recording=self._cb.recording,
         )
-        tracker = ByteTracker(TrackerConfig(fps=float(fps) if fps else 30.0))
-        pipeline = Pipeline(
-            source,
-            backend,
-            [output],
-            tracker=tracker,
+        processor = StreamProcessor(
+            categories=backend.categories,
+            tracker=ByteTracker(),
             detect_every=self._detect_every,
             hud=False,
-            progress=False,
+            random_weights=bool(backend.random_weights),
         )
+        pipeline = Pipeline(source, backend, [output], processor=processor)
         pipeline_box.append(pipeline)
         with self._lock:
             if self._stop_requested:

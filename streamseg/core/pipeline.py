@@ -20,10 +20,8 @@ from streamseg.backends.base import Backend
 from streamseg.core.metrics import RunSummary
 from streamseg.core.processor import StreamProcessor
 from streamseg.core.runner import Runner, Stream
-from streamseg.render import RenderOptions
 from streamseg.sinks.outputs import Output
 from streamseg.sources.base import Source
-from streamseg.tracking import ByteTracker
 
 __all__ = ["Pipeline"]
 
@@ -35,17 +33,14 @@ class Pipeline:
         source: an unstarted :class:`~streamseg.sources.base.Source`.
         backend: any :class:`~streamseg.backends.base.Backend`.
         outputs: where results go (video, JSONL, MOT, the window); the pipeline closes them.
-        processor: the stream's processor; None builds one from the keyword arguments below
-            (a front-end with a typed config passes
-            :meth:`StreamProcessor.from_settings <streamseg.core.processor.StreamProcessor.from_settings>`).
-        score_thresh, tracker, detect_every, trails, render_options, hud: see
-            :class:`~streamseg.core.processor.StreamProcessor` (ignored with ``processor``).
+        processor: the stream's :class:`~streamseg.core.processor.StreamProcessor` (tracker,
+            threshold, detect-every-K, drawing; a front-end with a typed config passes
+            :meth:`StreamProcessor.from_settings <streamseg.core.processor.StreamProcessor.from_settings>`);
+            None: one with the backend's categories and the defaults (no tracker, every
+            detection, the default drawing).
         queue_size: capacity of the result queue; None for the default (4 after a file
             source, blocking; 2 after a live source, drop-oldest).
         progress: show a tqdm progress bar (frames done / total, fps).
-
-    Raises:
-        ValueError: ``detect_every`` < 1, or > 1 without a tracker.
     """
 
     def __init__(
@@ -55,25 +50,12 @@ class Pipeline:
         outputs: Sequence[Output] = (),
         *,
         processor: StreamProcessor | None = None,
-        score_thresh: float = 0.0,
-        tracker: ByteTracker | None = None,
-        detect_every: int = 1,
-        trails: bool = False,
-        render_options: RenderOptions | None = None,
-        hud: bool = True,
         queue_size: int | None = None,
         progress: bool = False,
     ) -> None:
         if processor is None:
             processor = StreamProcessor(
-                categories=backend.categories,
-                score_thresh=score_thresh,
-                tracker=tracker,
-                detect_every=detect_every,
-                trails=trails,
-                render_options=render_options,
-                hud=hud,
-                random_weights=bool(getattr(backend, "random_weights", False)),
+                categories=backend.categories, random_weights=bool(getattr(backend, "random_weights", False))
             )
         processor.outputs.extend(outputs)
         self.source = source

@@ -111,7 +111,6 @@ class StreamProcessor:
         *,
         categories: Sequence[str],
         outputs: Sequence[Output] = (),
-        fps: float | None = None,
         random_weights: bool = False,
         live: bool = False,
         title: str = "",
@@ -123,27 +122,18 @@ class StreamProcessor:
             settings: threshold, detect-every-K, tracking, trails, HUD.
             model: the model's config (for the registry's default threshold).
             categories: the backend's class names.
-            outputs: the stream's outputs.
-            fps: the source's frame rate; times the tracker's keypoint smoother when the
-                tracker config leaves it at its default.
+            outputs: the stream's outputs. (The tracker's keypoint smoother is timed by
+                each frame's ``pts_s``, so the source's frame rate is not needed.)
             random_weights: the backend runs random weights.
             live: the source is live.
             title: first HUD line.
             render_options: what the annotated frame shows (default: ``settings.render``).
         """
-        import dataclasses
-
-        tracker = None
-        if settings.track:
-            config = settings.tracker
-            if fps and config.fps == 30.0:
-                config = dataclasses.replace(config, fps=float(fps))
-            tracker = ByteTracker(config)
         return cls(
             categories=categories,
             outputs=outputs,
             score_thresh=settings.threshold_for(model),
-            tracker=tracker,
+            tracker=ByteTracker(settings.tracker) if settings.track else None,
             detect_every=settings.detect_every,
             trails=settings.trails,
             render_options=render_options or settings.render,
