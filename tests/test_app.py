@@ -247,6 +247,40 @@ def test_record_twenty_frames_to_mp4_and_jsonl(qtbot, make_window, clip: Path, t
     assert compared >= 10
 
 
+def test_a_folder_of_photos_of_different_sizes_shows_each_at_its_own_shape(
+    qtbot, make_window, tmp_path: Path
+) -> None:
+    """Real COCO val2017 photos (640x480, 640x424, 500x333, ...): each frame on screen is its own photo's
+    size, drawn at its own aspect ratio, not the first photo's (the window's size came from it)."""
+    from tests.conftest import coco_photo_folder
+
+    folder, images = coco_photo_folder(tmp_path, 4)
+    sizes = [cv2.imread(str(p)).shape[:2] for p in images]
+    assert len(set(sizes)) >= 2
+    window = make_window()
+    shown: dict[int, tuple[int, int]] = {}
+    aspect_errors: list[float] = []
+
+    def on_frame(frame: ViewFrame) -> None:
+        shown[frame.index] = frame.image.shape[:2]
+
+    def on_paint() -> None:  # after the view took the frame: where it is drawn
+        frame, rect = window.view.frame, window.view.image_rect()
+        if frame is not None and rect.width() > 0:
+            h, w = frame.image.shape[:2]
+            # Letterboxed to the view: the drawn rectangle is the frame scaled by one factor, each side
+            # rounded to a pixel, so |rect_w * h - rect_h * w| < w + h.
+            aspect_errors.append(abs(rect.width() * h - rect.height() * w) - (w + h))
+
+    window.controller.frameShown.connect(on_frame)
+    window.controller.frameShown.connect(lambda _f: QTimer.singleShot(0, on_paint))
+    window.open_source(str(folder))
+    qtbot.waitUntil(lambda: len(shown) >= 3 and len(aspect_errors) >= 3, timeout=WAIT_MS)
+    assert {i: sizes[i] for i in shown} == shown
+    assert len(set(shown.values())) >= 2  # photos of two sizes were on screen
+    assert max(aspect_errors) < 0
+
+
 def test_closing_the_window_stops_every_worker_thread(qtbot, make_window, clip: Path) -> None:
     window = make_window()
     window.open_source(str(clip))
