@@ -144,15 +144,20 @@ class StreamActor:
     Args:
         config: the whole monitor config (this actor runs the stream named ``name``).
         name: the stream's name.
-        replicas: the :class:`ModelReplica` handles.
-        ledger: the :class:`StreamLedger` handle.
+        replicas: the Ray actor names of the :class:`ModelReplica` actors.
+        ledger: the Ray actor name of the :class:`StreamLedger`.
         info: a replica's :meth:`ModelReplica.info` (categories, random weights).
+
+    The other actors are passed by name and looked up here: Ray keeps a restartable actor's
+    constructor arguments for its restarts only when they are plain values held in the task
+    itself; an actor handle passed as an argument goes through the object store, where it
+    can be lost before a restart (ray-project/ray#53727).
     """
 
-    def __init__(self, config: MonitorConfig, name: str, replicas: list[Any], ledger: Any, info: dict) -> None:
+    def __init__(self, config: MonitorConfig, name: str, replicas: list[str], ledger: str, info: dict) -> None:
         self.name = name
-        self.ledger = ledger
-        state = ray.get(ledger.begin.remote(name))
+        self.ledger = ray.get_actor(ledger)
+        state = ray.get(self.ledger.begin.remote(name))
         self.restarts = int(state["starts"]) - 1
         self._resume: dict[str, Any] | None = state if self.restarts else None
         self._lost_outage = int(state["lost"])
@@ -160,8 +165,8 @@ class StreamActor:
         self._source: Any = None
         stream_cfg = next(s for s in config.streams if s.name == name)
         one = config.model_copy(update={"streams": (stream_cfg,)})
-        self.pool = ReplicaPool(replicas, info)
-        self._ids = _IdBlocks(ledger, name)
+        self.pool = ReplicaPool([ray.get_actor(r) for r in replicas], info)
+        self._ids = _IdBlocks(self.ledger, name)
         self.monitor = Monitor(one, backend=self.pool, on_health=lambda _: None, resume=bool(self.restarts),
                                prepare=self._prepare)  # fmt: skip
         self.monitor.start()
@@ -259,6 +264,7 @@ class RayMonitor:
         self._stop = threading.Event()
         self.actors: dict[str, Any] = {}
         self.replicas: list[Any] = []
+        self.ledger: Any = None
         self._last: dict[str, StreamStats] = {}
         self.resource_warning: str | None = None
 
@@ -269,6 +275,10 @@ class RayMonitor:
     def actor_name(self, stream: str) -> str:
         """The Ray actor name of ``stream``'s actor (``ray.util.state.list_actors`` shows it)."""
         return f"streamseg-{self.run_id}-stream-{stream}"
+
+    def ledger_name(self) -> str:
+        """The Ray actor name of this run's :class:`StreamLedger`."""
+        return f"streamseg-{self.run_id}-ledger"
 
     def replica_name(self, index: int) -> str:
         """The Ray actor name of model replica ``index``."""
@@ -305,7 +315,7 @@ class RayMonitor:
             finally:
                 events.close()
         finally:
-            for handle in [*self.actors.values(), *self.replicas]:
+            for handle in [*self.actors.values(), *self.replicas, *([self.ledger] if self.ledger else [])]:
                 try:
                     ray.kill(handle, no_restart=True)
                 except Exception:  # noqa: BLE001, S110 - already gone
@@ -330,7 +340,7 @@ class RayMonitor:
 
     def _run(self, cfg: MonitorConfig, cluster: Any, events: EventLog) -> list[StreamStats]:
         self.resource_warning = self._check_resources(cfg, events)
-        ledger = ray.remote(StreamLedger).options(num_cpus=0).remote()
+        self.ledger = ray.remote(StreamLedger).options(num_cpus=0, name=self.ledger_name()).remote()
         replica_cls = ray.remote(ModelReplica)
         self.replicas = [
             replica_cls.options(
@@ -353,7 +363,7 @@ class RayMonitor:
             self.actors[s.name] = stream_cls.options(
                 num_cpus=cluster.stream_cpus, max_restarts=cluster.max_restarts, max_task_retries=0,
                 name=self.actor_name(s.name),
-            ).remote(cfg, s.name, self.replicas, ledger, info)  # fmt: skip
+            ).remote(cfg, s.name, [self.replica_name(i) for i in range(cluster.replicas)], self.ledger_name(), info)  # fmt: skip
         t0 = time.monotonic()
         next_health = t0 + cfg.health_interval_s
         while not self._stop.is_set():
