@@ -278,7 +278,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     """Add the ``doctor`` subcommand; its ``func`` is :func:`cmd_doctor`."""
     p = subparsers.add_parser(
         "doctor",
-        help="show which backends can run here and why not (torch, CUDA, ONNX Runtime, TensorRT, the plugin)",
+        help="show which backends can run here and why not (torch, CUDA, ONNX Runtime, OpenVINO, TensorRT, the plugin)",
         description="Check torch and CUDA, torchvision's ops, ONNX Runtime and its execution providers, "
         "TensorRT, the streamseg RoIAlign TensorRT plugin, cuda-python, Triton and ModelOpt, with versions, "
         "and say which backends can run here.",

@@ -332,7 +332,7 @@ def add_parser(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "export",
-        help="export a model's inference graph to ONNX for ONNX Runtime (ort) or TensorRT (trt)",
+        help="export a model's inference graph to ONNX for ONNX Runtime and OpenVINO (ort) or TensorRT (trt)",
         description="Export the export-friendly Mask R-CNN / Keypoint R-CNN graph (backbone+FPN, RPN, "
         "box head with NMS, mask and keypoint heads; our MultiLevelRoIAlign op) to ONNX opset 17 for one "
         "network-input size. The 'ort' flavour has a dynamic detection axis and standard RoiAlign nodes; "
@@ -344,7 +344,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, metavar="NAME", help=f"registry model (default: {DEFAULT_MODEL}); one of: {', '.join(MODELS)}")
     p.add_argument("--weights", metavar="PATH|random", help="weights file, or 'random' (default: the registry's file)")
     p.add_argument("--size", required=True, metavar="HxW", help="network-input size, multiples of 32 (e.g. 800x1216 for a 4:3 frame at min size 800)")
-    p.add_argument("--flavour", choices=FLAVOURS, default="ort", help="ort = ONNX Runtime, trt = TensorRT (default: ort)")
+    p.add_argument("--flavour", choices=FLAVOURS, default="ort", help="ort = ONNX Runtime and OpenVINO, trt = TensorRT (default: ort)")
     p.add_argument("--detections", type=int, default=100, metavar="N", help="most detections per image (default: 100)")
     p.add_argument("--seed", type=int, default=0, help="seed for --weights random (default: 0)")
     p.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="where to write the ONNX file")
