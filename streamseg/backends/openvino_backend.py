@@ -11,7 +11,7 @@ Precision: ``fp32`` compiles with ``INFERENCE_PRECISION_HINT = f32`` (OpenVINO w
 otherwise pick bf16 on a CPU with AVX-512 BF16 or AMX); ``bf16`` asks for bf16 inference,
 where the CPU has it. ``int8`` quantizes the graph after training with NNCF
 (``nncf.quantize``, the MIXED preset: symmetric weights, asymmetric activations; the
-mask and keypoint heads stay in float, :data:`FLOAT_HEADS`),
+RoIAlign and the mask and keypoint heads stay in float, :data:`FLOAT_SCOPE`),
 calibrated on frames of the user's own video or image folder (``calib``,
 :func:`streamseg.calibration.sample_frames`), and keeps the quantized model as OpenVINO
 IR in the cache, named by the ONNX file (model, weights, size) and the calibration set's
@@ -22,8 +22,11 @@ backend, up to the engine's arithmetic.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +39,24 @@ from streamseg.errors import BackendError, ConfigError
 from streamseg.models.registry import DEFAULT_MODEL
 from streamseg.optional import import_optional
 
-__all__ = ["FLOAT_HEADS", "OpenVINOBackend", "PRECISIONS", "import_openvino"]
+__all__ = ["FLOAT_SCOPE", "FLOAT_TYPES", "PRECISIONS", "OpenVINOBackend", "import_openvino"]
 
-#: Graph nodes INT8 leaves in float (NNCF ignored scope, by ONNX node name): the mask and keypoint
-#: heads. Quantized, they cost the demo model 0.19 segm AP and 0.79 keypoint AP on the held-out
-#: clip (benchmarks/accuracy_cpu.py); the backbone, FPN, RPN and box head quantize at -0.003 bbox AP.
-FLOAT_HEADS = ("/mask_head/.*", "/mask_predictor/.*", "/keypoint_head/.*", "/keypoint_predictor/.*")
+#: Graph nodes INT8 leaves in float (NNCF ignored-scope patterns, matched against OpenVINO's node
+#: names, which are the ONNX ones): the mask and keypoint heads, and the three RoIAlign subgraphs.
+#: Quantized, the heads cost the demo model 0.19 segm AP and 0.79 keypoint AP on the held-out clip
+#: (benchmarks/accuracy_cpu.py). RoIAlign's box arithmetic (FPN level from the box area) is
+#: geometry, not features, and its per-level outputs see only the RoIs of calibration frames: a
+#: level no calibration RoI reached, or a head that found nothing to pool, would get an empty
+#: range. The box head's quantizer then sits at its input, after the levels are merged. The
+#: backbone, FPN, RPN and box head quantize at -0.003 bbox AP.
+FLOAT_SCOPE = (
+    "/box_roi_align/.*", "/mask_roi_align/.*", "/keypoint_roi_align/.*",
+    "/mask_head/.*", "/mask_predictor/.*", "/keypoint_head/.*", "/keypoint_predictor/.*",
+    "mask_probs", "keypoint_heatmaps",  # the heads' last nodes, which OpenVINO names after the outputs
+)  # fmt: skip
+#: Node types INT8 leaves in float: the transposed convolutions, which are the mask and keypoint
+#: predictors' (OpenVINO gives the ConvolutionBackpropData of an ONNX ConvTranspose a generated name).
+FLOAT_TYPES = ("ConvolutionBackpropData",)
 #: The exported graph's output names (the per-detection rows and their count).
 _GRAPH_OUTPUTS = frozenset((*OUTPUT_ROWS, "num_detections"))
 #: The precisions this backend compiles for, and OpenVINO's inference-precision hint for each
@@ -165,10 +180,7 @@ class OpenVINOBackend(ExportedGraphBackend):
                     f"name says; refused: delete it to calibrate again on {self.calib}"
                 )
             return model
-        try:
-            import nncf
-        except ImportError as exc:
-            raise BackendError("--precision int8 needs NNCF: pip install 'streamseg[openvino]'") from exc
+        nncf = import_optional("nncf", BackendError("--precision int8 needs NNCF: pip install 'streamseg[openvino]'"))
         items = []
         for frame in sample_frames(self.calib, self.calib_frames):
             try:
@@ -179,11 +191,12 @@ class OpenVINOBackend(ExportedGraphBackend):
             raise ConfigError(f"no frame of {self.calib} fits the network input {size[1]}x{size[0]}")
         print(f"streamseg: quantizing {path.name} to INT8 on {len(items)} frames of {self.calib} (once; cached)",
               file=sys.stderr)  # fmt: skip
-        model = nncf.quantize(
-            core.read_model(str(path)), nncf.Dataset(items), subset_size=len(items),
-            preset=nncf.QuantizationPreset.MIXED,
-            ignored_scope=nncf.IgnoredScope(patterns=list(FLOAT_HEADS), validate=False),
-        )  # fmt: skip
+        with _quiet_nncf():
+            model = nncf.quantize(
+                core.read_model(str(path)), nncf.Dataset(items), subset_size=len(items),
+                preset=nncf.QuantizationPreset.MIXED,
+                ignored_scope=nncf.IgnoredScope(patterns=list(FLOAT_SCOPE), types=list(FLOAT_TYPES), validate=False),
+            )  # fmt: skip
         model.set_rt_info(self._calib_sha256, ["streamseg", "calib_sha256"])
         model.set_rt_info(path.name, ["streamseg", "onnx"])
         ir.parent.mkdir(parents=True, exist_ok=True)
@@ -202,6 +215,23 @@ class OpenVINOBackend(ExportedGraphBackend):
             name = next((n for n in output.get_names() if n in _GRAPH_OUTPUTS), output.get_any_name())
             out[name] = np.array(results[output])
         return out
+
+
+@contextlib.contextmanager
+def _quiet_nncf() -> Iterator[None]:
+    """NNCF's INFO lines (one per node it leaves in float, on stdout) only with ``-v``, and not the
+    warning of torch's C++-extension helper, which NNCF loads, that a CPU machine has no CUDA."""
+    loggers = {"torch.utils.cpp_extension": logging.ERROR}
+    if not logging.getLogger("streamseg").isEnabledFor(logging.INFO):
+        loggers["nncf"] = logging.WARNING
+    levels = {name: logging.getLogger(name).level for name in loggers}
+    for name, level in loggers.items():
+        logging.getLogger(name).setLevel(level)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _rt_info(model: Any, key: str) -> str | None:
