@@ -35,6 +35,7 @@ __all__ = [
 
 _URL_SCHEME = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*)://")
 _CAMERA = re.compile(r"^(?:cam(?:era)?:)?(\d+)$|^(/dev/video\d+)$")
+_RTSP_SCHEMES, _HTTP_SCHEMES = ("rtsp", "rtsps"), ("http", "https")
 
 
 def _camera(uri: str) -> re.Match[str] | None:
@@ -49,7 +50,8 @@ def is_live(uri: str) -> bool:
     Live sources take the ``live_options`` of :func:`open_source`; files and folders refuse them.
     """
     m = _URL_SCHEME.match(str(uri))
-    return (m is not None and m.group(1).lower() in ("rtsp", "rtsps", "http", "https")) or _camera(str(uri)) is not None
+    scheme = m.group(1).lower() if m else None
+    return scheme in (*_RTSP_SCHEMES, *_HTTP_SCHEMES) or _camera(str(uri)) is not None
 
 
 def open_source(
@@ -95,9 +97,9 @@ def open_source(
         live_kwargs["queue_size"] = queue_size
     m = _URL_SCHEME.match(uri)
     scheme = m.group(1).lower() if m else None
-    if scheme in ("rtsp", "rtsps"):
+    if scheme in _RTSP_SCHEMES:
         return RtspSource(uri, max_frames=max_frames, **live_kwargs)  # type: ignore[arg-type]
-    if scheme in ("http", "https"):
+    if scheme in _HTTP_SCHEMES:
         return HttpSource(uri, max_frames=max_frames, **live_kwargs)  # type: ignore[arg-type]
     cam = _camera(uri)
     if cam:
